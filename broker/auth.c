@@ -1,0 +1,283 @@
+/*  auth.c - allow-list, ZAP handler and server certificate.  */
+#include "auth.h"
+#include "util.h"
+
+#include <errno.h>
+#include <sys/stat.h>
+
+struct _auth_t {
+    char *dir;              //  allow-list directory
+    zsock_t *zap;           //  REP socket bound to the ZAP endpoint
+    zhashx_t *keys;         //  Z85 public key -> role (strdup'd)
+    struct timespec mtime;  //  directory mtime at last load
+    bool loaded;            //  a load has succeeded
+};
+
+static const char *s_roles [] = {"producer", "worker", "admin", NULL};
+
+static bool
+s_role_valid (const char *role)
+{
+    for (int i = 0; s_roles [i]; i++)
+        if (streq (role, s_roles [i]))
+            return true;
+    return false;
+}
+
+int
+auth_reload (auth_t *self)
+{
+    DIR *dir = opendir (self->dir);
+    if (!dir) {
+        drv_log (DRV_LOG_ERROR, "auth", "cannot read allow-list directory %s: %s",
+                 self->dir, strerror (errno));
+        return -1;
+    }
+    zhashx_t *keys = zhashx_new ();
+    zhashx_set_destructor (keys, (zhashx_destructor_fn *) zstr_free);
+    struct dirent *entry;
+    while ((entry = readdir (dir))) {
+        if (entry->d_name [0] == '.')
+            continue;
+        size_t len = strlen (entry->d_name);
+        //  A secret certificate does not belong here; skip it rather than
+        //  admit a key whose secret sits next to the broker
+        if (len > 7 && streq (entry->d_name + len - 7, "_secret")) {
+            drv_log (DRV_LOG_WARN, "auth", "ignoring secret certificate %s/%s in allow-list",
+                     self->dir, entry->d_name);
+            continue;
+        }
+        char path [PATH_MAX];
+        snprintf (path, sizeof path, "%s/%s", self->dir, entry->d_name);
+        struct stat st;
+        if (stat (path, &st) || !S_ISREG (st.st_mode))
+            continue;
+        zcert_t *cert = zcert_load (path);
+        if (!cert) {
+            drv_log (DRV_LOG_WARN, "auth", "not a certificate, ignored: %s", path);
+            continue;
+        }
+        const char *role = zcert_meta (cert, "role");
+        if (!role)
+            role = "producer";
+        if (!s_role_valid (role))
+            drv_log (DRV_LOG_WARN, "auth", "unknown role '%s' in %s, key ignored", role, path);
+        else
+            zhashx_update (keys, zcert_public_txt (cert), strdup (role));
+        zcert_destroy (&cert);
+    }
+    closedir (dir);
+    struct stat st;
+    if (stat (self->dir, &st) == 0)
+        self->mtime = st.st_mtim;
+    zhashx_destroy (&self->keys);
+    self->keys = keys;
+    self->loaded = true;
+    if (zhashx_size (keys))
+        drv_log (DRV_LOG_INFO, "auth", "allow-list %s: %zu keys", self->dir, zhashx_size (keys));
+    else
+        drv_log (DRV_LOG_WARN, "auth", "allow-list %s is empty: no client can connect "
+                 "until its public certificate is copied there", self->dir);
+    return (int) zhashx_size (keys);
+}
+
+auth_t *
+auth_new (const char *dir)
+{
+    auth_t *self = (auth_t *) zmalloc (sizeof (auth_t));
+    self->dir = strdup (dir);
+    if (auth_reload (self) < 0) {
+        auth_destroy (&self);
+        return NULL;
+    }
+    self->zap = zsock_new (ZMQ_REP);
+    if (!self->zap || zsock_bind (self->zap, "inproc://zeromq.zap.01") != 0) {
+        drv_log (DRV_LOG_ERROR, "auth", "cannot bind the ZAP handler (another broker in this process?)");
+        auth_destroy (&self);
+        return NULL;
+    }
+    return self;
+}
+
+void
+auth_destroy (auth_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    auth_t *self = *self_p;
+    zsock_destroy (&self->zap);
+    zhashx_destroy (&self->keys);
+    free (self->dir);
+    free (self);
+    *self_p = NULL;
+}
+
+zsock_t *
+auth_socket (auth_t *self)
+{
+    return self->zap;
+}
+
+//  Appends one ZMTP metadata property (name-len, name, value-len BE32, value).
+static size_t
+s_put_property (byte *out, const char *name, const char *value)
+{
+    size_t nlen = strlen (name), vlen = strlen (value);
+    byte *p = out;
+    *p++ = (byte) nlen;
+    memcpy (p, name, nlen);
+    p += nlen;
+    *p++ = (byte) (vlen >> 24);
+    *p++ = (byte) (vlen >> 16);
+    *p++ = (byte) (vlen >> 8);
+    *p++ = (byte) vlen;
+    memcpy (p, value, vlen);
+    return (size_t) (p + vlen - out);
+}
+
+static void
+s_reply (auth_t *self, const char *version, zframe_t *request_id,
+         const char *status, const char *text, const char *user, const char *role)
+{
+    zmsg_t *reply = zmsg_new ();
+    zmsg_addstr (reply, version);
+    zmsg_append (reply, &request_id);
+    zmsg_addstr (reply, status);
+    zmsg_addstr (reply, text);
+    zmsg_addstr (reply, user? user: "");
+    if (role) {
+        byte meta [64];
+        size_t size = s_put_property (meta, "role", role);
+        zmsg_addmem (reply, meta, size);
+    }
+    else
+        zmsg_addmem (reply, NULL, 0);
+    if (zmsg_send (&reply, self->zap))
+        zmsg_destroy (&reply);
+}
+
+void
+auth_handle (auth_t *self)
+{
+    //  Pick up keys added or removed since the last handshake
+    struct stat st;
+    if (stat (self->dir, &st) == 0
+    && (st.st_mtim.tv_sec != self->mtime.tv_sec || st.st_mtim.tv_nsec != self->mtime.tv_nsec))
+        auth_reload (self);
+
+    while (zsock_events (self->zap) & ZMQ_POLLIN) {
+        zmsg_t *request = zmsg_recv (self->zap);
+        if (!request)
+            return;
+        //  ZAP/1.0: version, request id, domain, address, identity, mechanism, credentials
+        char *version = zmsg_popstr (request);
+        zframe_t *request_id = zmsg_pop (request);
+        char *domain = zmsg_popstr (request);
+        char *address = zmsg_popstr (request);
+        char *identity = zmsg_popstr (request);
+        char *mechanism = zmsg_popstr (request);
+        zframe_t *key = zmsg_pop (request);
+        if (!version || !request_id || !mechanism) {
+            drv_log (DRV_LOG_ERROR, "auth", "malformed ZAP request");
+            s_reply (self, "1.0", request_id? request_id: zframe_new_empty (), "500",
+                     "malformed request", NULL, NULL);
+        }
+        else
+        if (streq (mechanism, "CURVE") && key && zframe_size (key) == 32) {
+            char z85 [41];
+            zmq_z85_encode (z85, zframe_data (key), 32);
+            const char *role = (const char *) zhashx_lookup (self->keys, z85);
+            if (role)
+                s_reply (self, version, request_id, "200", "OK", z85, role);
+            else {
+                drv_log (DRV_LOG_WARN, "auth", "refused key %s from %s: not in allow-list %s",
+                         z85, address? address: "?", self->dir);
+                s_reply (self, version, request_id, "400", "key not allowed", NULL, NULL);
+            }
+        }
+        else {
+            drv_log (DRV_LOG_WARN, "auth", "refused %s connection from %s",
+                     mechanism, address? address: "?");
+            s_reply (self, version, request_id, "400", "CURVE required", NULL, NULL);
+        }
+        zstr_free (&version);
+        zstr_free (&domain);
+        zstr_free (&address);
+        zstr_free (&identity);
+        zstr_free (&mechanism);
+        zframe_destroy (&key);
+        zmsg_destroy (&request);
+    }
+}
+
+zcert_t *
+auth_server_cert (const char *path, const char *data_dir)
+{
+    char generated [PATH_MAX];
+    bool create = false;
+    if (!path) {
+        if (zsys_dir_create ("%s", data_dir) != 0) {
+            drv_log (DRV_LOG_ERROR, "auth", "cannot create data directory %s: %s",
+                     data_dir, strerror (errno));
+            return NULL;
+        }
+        snprintf (generated, sizeof generated, "%s/server.cert", data_dir);
+        path = generated;
+        char secret [PATH_MAX + 8];
+        snprintf (secret, sizeof secret, "%s_secret", path);
+        create = !zsys_file_exists (secret);
+    }
+    zcert_t *cert = NULL;
+    if (create) {
+        cert = zcert_new ();
+        zcert_set_meta (cert, "role", "broker");
+        char secret [PATH_MAX + 8];
+        snprintf (secret, sizeof secret, "%s_secret", path);
+        //  Create the secret file private before anything is written to it
+        mode_t old = umask (077);
+        int rc = zcert_save (cert, path);
+        umask (old);
+        if (rc != 0 || chmod (path, 0644) != 0 || chmod (secret, 0600) != 0) {
+            drv_log (DRV_LOG_ERROR, "auth", "cannot write server certificate %s: %s",
+                     path, strerror (errno));
+            zcert_destroy (&cert);
+            return NULL;
+        }
+        drv_log (DRV_LOG_INFO, "auth", "created server certificate %s", path);
+    }
+    else {
+        char secret [PATH_MAX + 8];
+        const char *load = path;
+        //  Given the public file, prefer its _secret sibling
+        snprintf (secret, sizeof secret, "%s_secret", path);
+        if (zsys_file_exists (secret))
+            load = secret;
+        if (!zsys_file_exists (load)) {
+            drv_log (DRV_LOG_ERROR, "auth", "server certificate %s: no such file", load);
+            return NULL;
+        }
+        cert = zcert_load (load);
+        if (!cert) {
+            drv_log (DRV_LOG_ERROR, "auth", "server certificate %s: not a certificate", load);
+            return NULL;
+        }
+        //  zcert_load leaves an all-zero secret when the file has none
+        byte zero [32] = {0};
+        if (memcmp (zcert_secret_key (cert), zero, 32) == 0) {
+            drv_log (DRV_LOG_ERROR, "auth", "server certificate %s has no secret key "
+                     "(give the _secret file)", load);
+            zcert_destroy (&cert);
+            return NULL;
+        }
+        if (load == generated || strstr (load, "_secret")) {
+            size_t len = strlen (load);
+            if (len > 7 && streq (load + len - 7, "_secret")) {
+                snprintf (generated, sizeof generated, "%.*s", (int) (len - 7), load);
+                path = generated;
+            }
+        }
+    }
+    drv_log (DRV_LOG_INFO, "auth", "server public certificate: %s (key %s)",
+             path, zcert_public_txt (cert));
+    return cert;
+}

@@ -1,0 +1,37 @@
+/*  auth.h - who may connect: the broker's certificate, the allow-list of
+    client keys with their roles, and the ZAP handler that applies it.
+
+    The ZAP handler is a REP socket on inproc://zeromq.zap.01 in CZMQ's
+    context, polled by the broker's own loop (no extra thread). It admits a
+    CURVE client only if its public key is in the allow-list directory, and
+    hands the key's role to the broker as ZAP metadata ("role"), which the
+    broker reads from each message with zmq_msg_gets.
+*/
+#ifndef BROKER_AUTH_H_INCLUDED
+#define BROKER_AUTH_H_INCLUDED
+
+#include <czmq.h>
+
+typedef struct _auth_t auth_t;
+
+//  Loads the allow-list from dir and binds the ZAP socket. Returns NULL
+//  after logging why (directory unreadable, ZAP endpoint already taken).
+auth_t *auth_new (const char *dir);
+void auth_destroy (auth_t **self_p);
+
+//  The ZAP socket, for the broker's poll set.
+zsock_t *auth_socket (auth_t *self);
+
+//  Answers every waiting ZAP request. Rereads the directory first when it
+//  has changed.
+void auth_handle (auth_t *self);
+
+//  Rereads the directory now. Returns the number of keys, or -1.
+int auth_reload (auth_t *self);
+
+//  Loads the server certificate from path, or, with path NULL, from
+//  data_dir/server.cert, creating it there on first start. Logs the public
+//  certificate's path. Returns NULL after logging why.
+zcert_t *auth_server_cert (const char *path, const char *data_dir);
+
+#endif

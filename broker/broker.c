@@ -1,0 +1,1287 @@
+/*  broker.c - the Drover broker actor: sockets, sessions, routing, credit,
+    heartbeats and job life cycle.
+
+    One thread runs one loop. Each turn: poll; drain what each socket has
+    (bounded, so one busy peer cannot starve the rest); fire due timers;
+    hand ready jobs to workers with credit; then flush what the turn
+    produced, one message per peer (Dispatch to workers, Deliver to
+    clients). Payload frames are moved from the receive buffer into the job
+    and later sent as reference-counted copies: never copied byte by byte.
+*/
+#include "broker.h"
+#include "auth.h"
+#include "codec.h"
+#include "job.h"
+#include "queue.h"
+#include "util.h"
+
+#include <errno.h>
+
+//  Messages drained from one socket per loop turn
+#define DRAIN_MAX 256
+//  Cap on any backoff, and on credit a worker can accumulate
+#define BACKOFF_CAP_MS (3600 * 1000)
+#define CREDIT_CAP 1000000
+//  Frames above max_payload that still reach us before ZeroMQ cuts them off
+#define FRAME_SLACK (64 * 1024)
+
+struct _peer_t {
+    drv_peer_kind_t kind;           //  client or worker
+    uint8_t route [256];            //  ROUTER routing id
+    size_t route_size;              //  its length
+    char route_key [513];           //  hex of route, map key
+    uint8_t session [DRV_ID_SIZE];  //  peer-chosen session id
+    char session_key [33];          //  hex of session, map key
+    char name [64];                 //  label for logs
+    char role [16];                 //  role of its key
+    char key [41];                  //  Z85 public key ("" when insecure)
+    uint64_t last_recv;             //  monotonic ms of last message in
+    uint64_t last_send;             //  monotonic ms of last message out
+    uint32_t credit;                //  worker: jobs it will still accept
+    bool draining;                  //  worker: said Bye, gets no more jobs
+    job_list_t inflight;            //  worker: jobs it holds
+    size_t inflight_count;          //  entries in inflight
+    queue_t **queues;               //  worker: queues it serves
+    size_t queue_count;             //  entries in queues
+    job_t **out;                    //  jobs to send this turn (Dispatch or Deliver)
+    size_t out_count;               //  entries in out
+    size_t out_cap;                 //  allocated entries
+    bool outgoing;                  //  on the broker's outgoing list
+    struct _peer_t *next_out;       //  outgoing list link
+};
+
+typedef struct {
+    broker_config_t cfg;            //  configuration (strings owned below)
+    char *cfg_strings [5];          //  copies of the config strings
+    zsock_t *pipe;                  //  actor pipe
+    zsock_t *producers;             //  client ROUTER
+    zsock_t *workers;               //  worker ROUTER
+    char *producers_ep;             //  bound client endpoint
+    char *workers_ep;               //  bound worker endpoint
+    auth_t *auth;                   //  ZAP handler; NULL when insecure
+    zcert_t *cert;                  //  server certificate
+    drv_codec_t *dec;               //  decodes incoming envelopes
+    drv_codec_t *enc;               //  encodes outgoing envelopes
+    drv_frames_t frames;            //  the message being handled
+    zmq_msg_t *sendbuf;             //  payload frames of an outgoing batch
+    size_t sendbuf_cap;             //  allocated entries
+    job_store_t *jobs;              //  every job held
+    job_heap_t *timers;             //  scheduled, running and finished jobs by due time
+    zhashx_t *queues;               //  name -> queue_t
+    zhashx_t *clients;              //  route key -> peer_t
+    zhashx_t *worker_peers;         //  route key -> peer_t
+    zhashx_t *sessions;             //  session key -> peer_t
+    queue_t *dirty;                 //  queues to dispatch this turn
+    peer_t *outgoing;               //  peers with something to send this turn
+    uint8_t broker_id [DRV_ID_SIZE];    //  new on every start
+    uint64_t started;               //  monotonic ms at start
+    uint64_t next_liveness;         //  monotonic ms of next heartbeat pass
+    uint64_t now;                   //  monotonic ms of this turn
+    bool terminated;                //  $TERM received
+    char start_error [256];         //  why start failed, "" when serving
+    uint64_t log_window;            //  second of the rate-limited log window
+    int log_budget;                 //  warnings left in this window
+    uint64_t log_dropped;           //  warnings suppressed in this window
+} broker_t;
+
+//  Rate-limited warning: bad input from the network must not flood the log.
+#define s_warn(self, ...) \
+    do { if (s_log_allowed (self)) drv_log (DRV_LOG_WARN, "broker", __VA_ARGS__); } while (0)
+
+static bool
+s_log_allowed (broker_t *self)
+{
+    uint64_t second = self->now / 1000;
+    if (second != self->log_window) {
+        if (self->log_dropped)
+            drv_log (DRV_LOG_WARN, "broker", "%" PRIu64 " warnings suppressed", self->log_dropped);
+        self->log_window = second;
+        self->log_budget = 20;
+        self->log_dropped = 0;
+    }
+    if (self->log_budget > 0) {
+        self->log_budget--;
+        return true;
+    }
+    self->log_dropped++;
+    return false;
+}
+
+void
+broker_config_defaults (broker_config_t *config)
+{
+    memset (config, 0, sizeof *config);
+    config->producers = "tcp://*:5555";
+    config->workers = "tcp://*:5556";
+    config->data_dir = "./drover-data";
+    config->heartbeat_ms = 1000;
+    config->max_payload = 8 * 1024 * 1024;
+    config->max_batch = 1000;
+    config->default_timeout_ms = 300 * 1000;
+    config->default_attempts = 3;
+    config->default_backoff_ms = 1000;
+    config->default_result_ttl_s = 3600;
+}
+
+//  Sending ------------------------------------------------------------------
+
+static zmq_msg_t *
+s_sendbuf (broker_t *self, size_t count)
+{
+    if (count > self->sendbuf_cap) {
+        zmq_msg_t *buf = realloc (self->sendbuf, count * sizeof (zmq_msg_t));
+        if (!buf)
+            return NULL;
+        self->sendbuf = buf;
+        self->sendbuf_cap = count;
+    }
+    return self->sendbuf;
+}
+
+//  Encodes msg and sends it with count payload frames (moved out of
+//  payloads) to route on socket. Returns 0 or -1; logs failures.
+static int
+s_send_route (broker_t *self, zsock_t *socket, const uint8_t *route, size_t route_size,
+              const drv_msg_t *msg, zmq_msg_t *payloads, size_t count)
+{
+    zmq_msg_t routing, envelope;
+    if (drv_codec_encode (self->enc, msg, &envelope)) {
+        drv_log (DRV_LOG_ERROR, "broker", "cannot encode %s", drv_cmd_name (msg->cmd));
+        drv_codec_reset (self->enc);
+        return -1;
+    }
+    drv_codec_reset (self->enc);
+    zmq_msg_init_size (&routing, route_size);
+    memcpy (zmq_msg_data (&routing), route, route_size);
+    int rc = drv_send (zsock_resolve (socket), &routing, &envelope, payloads, count, false);
+    if (rc) {
+        if (errno == EHOSTUNREACH)
+            drv_log (DRV_LOG_DEBUG, "broker", "%s to a peer that is gone", drv_cmd_name (msg->cmd));
+        else
+            s_warn (self, "cannot send %s: %s", drv_cmd_name (msg->cmd), zmq_strerror (errno));
+        zmq_msg_close (&envelope);
+        for (size_t i = 0; i < count; i++)
+            zmq_msg_close (&payloads [i]);
+    }
+    zmq_msg_close (&routing);
+    return rc;
+}
+
+static int
+s_send (broker_t *self, peer_t *peer, const drv_msg_t *msg, zmq_msg_t *payloads, size_t count)
+{
+    peer->last_send = self->now;
+    zsock_t *socket = peer->kind == DRV_PEER_WORKER? self->workers: self->producers;
+    return s_send_route (self, socket, peer->route, peer->route_size, msg, payloads, count);
+}
+
+//  Answers the message being handled with an Error.
+static void
+s_error (broker_t *self, zsock_t *socket, uint64_t corr, drv_code_t code, const char *format, ...)
+{
+    char text [256];
+    va_list args;
+    va_start (args, format);
+    vsnprintf (text, sizeof text, format, args);
+    va_end (args);
+    drv_msg_t reply;
+    drv_msg_init (&reply, DRV_CMD_ERROR, corr);
+    reply.error.code = code;
+    reply.error.message = text;
+    zmq_msg_t *route = &self->frames.msg [0];
+    s_send_route (self, socket, (uint8_t *) zmq_msg_data (route), zmq_msg_size (route),
+                  &reply, NULL, 0);
+}
+
+//  Queues a job for the peer's next outgoing batch.
+static void
+s_out_add (broker_t *self, peer_t *peer, job_t *job)
+{
+    if (peer->out_count == peer->out_cap) {
+        size_t cap = peer->out_cap? peer->out_cap * 2: 16;
+        job_t **out = realloc (peer->out, cap * sizeof (job_t *));
+        if (!out) {
+            drv_log (DRV_LOG_ERROR, "broker", "out of memory queueing a message");
+            return;
+        }
+        peer->out = out;
+        peer->out_cap = cap;
+    }
+    peer->out [peer->out_count++] = job;
+    job->pinned++;
+    if (!peer->outgoing) {
+        peer->outgoing = true;
+        peer->next_out = self->outgoing;
+        self->outgoing = peer;
+    }
+}
+
+static void
+s_out_release (peer_t *peer)
+{
+    for (size_t i = 0; i < peer->out_count; i++)
+        peer->out [i]->pinned--;
+    peer->out_count = 0;
+}
+
+//  Sends a worker's pending jobs as Dispatch messages of at most max_batch.
+static void
+s_flush_dispatch (broker_t *self, peer_t *peer)
+{
+    size_t done = 0;
+    while (done < peer->out_count) {
+        size_t n = peer->out_count - done;
+        if (n > self->cfg.max_batch)
+            n = self->cfg.max_batch;
+        drv_msg_t msg;
+        drv_msg_init (&msg, DRV_CMD_DISPATCH, 0);
+        msg.count = n;
+        msg.jobs = drv_codec_alloc (self->enc, n * sizeof (drv_job_t));
+        zmq_msg_t *payloads = s_sendbuf (self, n);
+        if (!msg.jobs || !payloads)
+            break;
+        for (size_t i = 0; i < n; i++) {
+            job_t *job = peer->out [done + i];
+            memcpy (msg.jobs [i].id, job->id, DRV_ID_SIZE);
+            msg.jobs [i].queue = job->queue->name;
+            msg.jobs [i].attempt = job->attempts;
+            msg.jobs [i].timeout_ms = job->timeout_ms;
+            zmq_msg_init (&payloads [i]);
+            zmq_msg_copy (&payloads [i], &job->payload);
+        }
+        //  A failed send leaves the jobs RUNNING; their timeout or the
+        //  worker's expiry requeues them
+        s_send (self, peer, &msg, payloads, n);
+        done += n;
+    }
+}
+
+//  Sends a client the outcomes of its finished jobs as Deliver messages.
+static void
+s_flush_deliver (broker_t *self, peer_t *peer)
+{
+    size_t done = 0;
+    while (done < peer->out_count) {
+        size_t n = peer->out_count - done;
+        if (n > self->cfg.max_batch)
+            n = self->cfg.max_batch;
+        drv_msg_t msg;
+        drv_msg_init (&msg, DRV_CMD_DELIVER, 0);
+        msg.count = n;
+        msg.results = drv_codec_alloc (self->enc, n * sizeof (drv_result_t));
+        zmq_msg_t *payloads = s_sendbuf (self, n);
+        if (!msg.results || !payloads)
+            break;
+        for (size_t i = 0; i < n; i++) {
+            job_t *job = peer->out [done + i];
+            drv_result_t *r = &msg.results [i];
+            memcpy (r->id, job->id, DRV_ID_SIZE);
+            r->state = job->state;
+            r->error = job->error? job->error: "";
+            r->attempts = job->attempts;
+            r->no_retry = false;
+            zmq_msg_init (&payloads [i]);
+            if (job->state == DRV_JOB_DONE)
+                zmq_msg_copy (&payloads [i], &job->result);
+        }
+        s_send (self, peer, &msg, payloads, n);
+        done += n;
+    }
+}
+
+static void
+s_flush (broker_t *self)
+{
+    while (self->outgoing) {
+        peer_t *peer = self->outgoing;
+        self->outgoing = peer->next_out;
+        peer->outgoing = false;
+        peer->next_out = NULL;
+        if (peer->kind == DRV_PEER_WORKER)
+            s_flush_dispatch (self, peer);
+        else
+            s_flush_deliver (self, peer);
+        s_out_release (peer);
+    }
+}
+
+//  Job life cycle -------------------------------------------------------------
+
+static void
+s_mark_dirty (broker_t *self, queue_t *queue)
+{
+    if (!queue->dirty) {
+        queue->dirty = true;
+        queue->next_dirty = self->dirty;
+        self->dirty = queue;
+    }
+}
+
+static queue_t *
+s_queue_require (broker_t *self, const char *name)
+{
+    queue_t *queue = (queue_t *) zhashx_lookup (self->queues, name);
+    if (!queue) {
+        queue = queue_new (name);
+        if (queue)
+            zhashx_insert (self->queues, name, queue);
+    }
+    return queue;
+}
+
+//  Takes a job out of whatever list or timer its state puts it in.
+static void
+s_job_detach (broker_t *self, job_t *job)
+{
+    queue_t *queue = job->queue;
+    job_heap_remove (self->timers, job);
+    switch (job->state) {
+        case DRV_JOB_QUEUED:
+            queue_unlink (queue, job);
+            break;
+        case DRV_JOB_SCHEDULED:
+            queue->scheduled--;
+            break;
+        case DRV_JOB_RUNNING: {
+            peer_t *worker = job->worker;
+            if (worker) {
+                job_list_unlink (&worker->inflight, job);
+                worker->inflight_count--;
+            }
+            job->worker = NULL;
+            queue->running--;
+            break;
+        }
+        default:
+            break;
+    }
+}
+
+static void
+s_job_enqueue (broker_t *self, job_t *job)
+{
+    job->state = DRV_JOB_QUEUED;
+    queue_push (job->queue, job);
+    s_mark_dirty (self, job->queue);
+}
+
+static void
+s_job_schedule (broker_t *self, job_t *job, uint64_t due)
+{
+    job->state = DRV_JOB_SCHEDULED;
+    job->queue->scheduled++;
+    job->due = due;
+    if (job_heap_push (self->timers, job)) {
+        //  Without a timer slot run it now rather than never
+        job->queue->scheduled--;
+        s_job_enqueue (self, job);
+    }
+}
+
+static void
+s_deliver_to (broker_t *self, job_t *job, const uint8_t *session)
+{
+    char key [33];
+    drv_hex (session, DRV_ID_SIZE, key);
+    peer_t *peer = (peer_t *) zhashx_lookup (self->sessions, key);
+    if (peer && peer->kind == DRV_PEER_CLIENT)
+        s_out_add (self, peer, job);
+}
+
+static void
+s_job_deliver (broker_t *self, job_t *job)
+{
+    s_deliver_to (self, job, job->owner);
+    for (uint32_t i = 0; i < job->watcher_count; i++)
+        s_deliver_to (self, job, job->watchers [i]);
+    free (job->watchers);
+    job->watchers = NULL;
+    job->watcher_count = 0;
+}
+
+//  Ends a detached job in state, keeps it for its result TTL, tells clients.
+static void
+s_job_finish (broker_t *self, job_t *job, drv_job_state_t state)
+{
+    job->state = state;
+    job->finished_wall = drv_wall_ms ();
+    if (state == DRV_JOB_DONE)
+        job->queue->done++;
+    else
+    if (state == DRV_JOB_FAILED)
+        job->queue->failed++;
+    job->due = self->now + (uint64_t) job->result_ttl_s * 1000;
+    if (job_heap_push (self->timers, job))
+        drv_log (DRV_LOG_ERROR, "broker", "out of memory: result kept until restart");
+    s_job_deliver (self, job);
+}
+
+//  A detached job's attempt failed: retry (after backoff, or at once) or fail.
+static void
+s_job_attempt_failed (broker_t *self, job_t *job, const char *error, bool no_retry, bool at_once)
+{
+    job_set_error (job, error);
+    if (!no_retry && job->attempts < job->max_attempts) {
+        job->queue->retried++;
+        uint64_t delay = 0;
+        if (!at_once && job->backoff_ms) {
+            uint32_t shift = job->attempts > 1? job->attempts - 1: 0;
+            delay = shift >= 22? BACKOFF_CAP_MS: (uint64_t) job->backoff_ms << shift;
+            if (delay > BACKOFF_CAP_MS)
+                delay = BACKOFF_CAP_MS;
+        }
+        if (delay)
+            s_job_schedule (self, job, self->now + delay);
+        else
+            s_job_enqueue (self, job);
+        return;
+    }
+    if (!no_retry) {
+        char text [512];
+        snprintf (text, sizeof text, "failed after %u attempts: %s", job->attempts, error);
+        job_set_error (job, text);
+    }
+    s_job_finish (self, job, DRV_JOB_FAILED);
+}
+
+//  Sends a worker Cancel for one job (rare: timeouts and cancels).
+static void
+s_cancel_at_worker (broker_t *self, peer_t *worker, job_t *job)
+{
+    drv_msg_t msg;
+    drv_msg_init (&msg, DRV_CMD_CANCEL, 0);
+    msg.count = 1;
+    msg.ids = (uint8_t (*) [DRV_ID_SIZE]) job->id;
+    s_send (self, worker, &msg, NULL, 0);
+}
+
+//  Hands ready jobs of a queue to its workers with credit, one each in turn.
+static void
+s_dispatch (broker_t *self, queue_t *queue)
+{
+    size_t idle = 0;
+    while (queue->ready && queue->worker_count && idle < queue->worker_count) {
+        if (queue->next_worker >= queue->worker_count)
+            queue->next_worker = 0;
+        peer_t *worker = queue->workers [queue->next_worker++];
+        if (worker->credit == 0 || worker->draining) {
+            idle++;
+            continue;
+        }
+        idle = 0;
+        job_t *job = queue_pop (queue);
+        worker->credit--;
+        job->state = DRV_JOB_RUNNING;
+        job->worker = worker;
+        job->attempts++;
+        job->due = self->now + job->timeout_ms;
+        job_heap_push (self->timers, job);
+        job_list_append (&worker->inflight, job);
+        worker->inflight_count++;
+        queue->running++;
+        s_out_add (self, worker, job);
+    }
+}
+
+static void
+s_dispatch_dirty (broker_t *self)
+{
+    while (self->dirty) {
+        queue_t *queue = self->dirty;
+        self->dirty = queue->next_dirty;
+        queue->dirty = false;
+        queue->next_dirty = NULL;
+        s_dispatch (self, queue);
+    }
+}
+
+//  Peers ------------------------------------------------------------------------
+
+static void
+s_peer_drop (broker_t *self, peer_t *peer, const char *reason)
+{
+    if (peer->kind == DRV_PEER_WORKER) {
+        drv_log (DRV_LOG_INFO, "broker", "worker %s left (%s); requeueing %zu jobs",
+                 peer->name, reason, peer->inflight_count);
+        char error [128];
+        snprintf (error, sizeof error, "worker %s lost: %s", peer->name, reason);
+        while (peer->inflight.head) {
+            job_t *job = peer->inflight.head;
+            s_job_detach (self, job);
+            s_job_attempt_failed (self, job, error, false, true);
+        }
+        for (size_t i = 0; i < peer->queue_count; i++)
+            queue_remove_worker (peer->queues [i], peer);
+        zhashx_delete (self->worker_peers, peer->route_key);
+    }
+    else {
+        drv_log (DRV_LOG_INFO, "broker", "client %s left (%s)", peer->name, reason);
+        zhashx_delete (self->clients, peer->route_key);
+    }
+    if (zhashx_lookup (self->sessions, peer->session_key) == peer)
+        zhashx_delete (self->sessions, peer->session_key);
+    if (peer->outgoing) {
+        peer_t **link = &self->outgoing;
+        while (*link != peer)
+            link = &(*link)->next_out;
+        *link = peer->next_out;
+    }
+    s_out_release (peer);
+    free (peer->out);
+    free (peer->queues);
+    free (peer);
+}
+
+static peer_t *
+s_peer_lookup (broker_t *self, drv_peer_kind_t kind, const char *route_key)
+{
+    return (peer_t *) zhashx_lookup (kind == DRV_PEER_WORKER? self->worker_peers: self->clients,
+                                     route_key);
+}
+
+//  Command handlers ------------------------------------------------------------
+
+static const char *
+s_meta (broker_t *self, const char *property)
+{
+    if (self->cfg.insecure)
+        return NULL;
+    return zmq_msg_gets (&self->frames.msg [1], property);
+}
+
+static void
+s_on_hello (broker_t *self, zsock_t *socket, drv_peer_kind_t kind,
+            const char *route_key, peer_t *peer, drv_msg_t *msg)
+{
+    const char *endpoint = kind == DRV_PEER_WORKER? "worker": "client";
+    if (msg->hello.kind != kind) {
+        s_warn (self, "hello of the wrong kind on the %s endpoint", endpoint);
+        s_error (self, socket, msg->corr, DRV_CODE_UNKNOWN_COMMAND,
+                 "this is the %s endpoint; send Hello with kind %s", endpoint,
+                 kind == DRV_PEER_WORKER? "PEER_WORKER": "PEER_CLIENT");
+        return;
+    }
+    uint32_t vmin = msg->hello.version_min? msg->hello.version_min: msg->version;
+    uint32_t vmax = msg->hello.version_max? msg->hello.version_max: msg->version;
+    if (vmin > DRV_PROTOCOL_VERSION || vmax < DRV_PROTOCOL_VERSION) {
+        s_error (self, socket, msg->corr, DRV_CODE_BAD_VERSION,
+                 "broker speaks protocol version %d only", DRV_PROTOCOL_VERSION);
+        return;
+    }
+    const char *role = self->cfg.insecure? "admin": s_meta (self, "role");
+    const char *key = s_meta (self, "User-Id");
+    if (!role)
+        role = "producer";
+    const char *needed = kind == DRV_PEER_WORKER? "worker": "producer";
+    if (!streq (role, needed) && !streq (role, "admin")) {
+        s_warn (self, "key %s with role %s may not connect as a %s",
+                key? key: "?", role, endpoint);
+        s_error (self, socket, msg->corr, DRV_CODE_DENIED,
+                 "a %s key may not connect as a %s", role, endpoint);
+        return;
+    }
+    if (kind == DRV_PEER_WORKER) {
+        if (msg->hello.queue_count == 0) {
+            s_error (self, socket, msg->corr, DRV_CODE_BAD_REQUEST, "worker serves no queue");
+            return;
+        }
+        for (size_t i = 0; i < msg->hello.queue_count; i++)
+            if (!queue_name_valid (msg->hello.queues [i])) {
+                s_error (self, socket, msg->corr, DRV_CODE_UNKNOWN_QUEUE,
+                         "invalid queue name (1-128 of A-Z a-z 0-9 . _ - :)");
+                return;
+            }
+    }
+    //  A Hello replaces any earlier registration of this connection or session
+    if (peer)
+        s_peer_drop (self, peer, "hello again");
+    char session_key [33];
+    drv_hex (msg->hello.session, DRV_ID_SIZE, session_key);
+    peer_t *old = (peer_t *) zhashx_lookup (self->sessions, session_key);
+    if (old)
+        s_peer_drop (self, old, "reconnected");
+
+    zmq_msg_t *route = &self->frames.msg [0];
+    peer = (peer_t *) calloc (1, sizeof (peer_t));
+    if (!peer) {
+        s_error (self, socket, msg->corr, DRV_CODE_LIMIT, "out of memory");
+        return;
+    }
+    peer->kind = kind;
+    peer->route_size = zmq_msg_size (route);
+    memcpy (peer->route, zmq_msg_data (route), peer->route_size);
+    snprintf (peer->route_key, sizeof peer->route_key, "%s", route_key);
+    memcpy (peer->session, msg->hello.session, DRV_ID_SIZE);
+    snprintf (peer->session_key, sizeof peer->session_key, "%s", session_key);
+    snprintf (peer->name, sizeof peer->name, "%s", *msg->hello.name? msg->hello.name: session_key);
+    snprintf (peer->role, sizeof peer->role, "%s", role);
+    snprintf (peer->key, sizeof peer->key, "%s", key? key: "");
+    peer->last_recv = self->now;
+    if (kind == DRV_PEER_WORKER) {
+        peer->credit = msg->hello.credit > CREDIT_CAP? CREDIT_CAP: msg->hello.credit;
+        peer->queues = calloc (msg->hello.queue_count, sizeof (queue_t *));
+        for (size_t i = 0; peer->queues && i < msg->hello.queue_count; i++) {
+            queue_t *queue = s_queue_require (self, msg->hello.queues [i]);
+            if (!queue || queue_add_worker (queue, peer))
+                continue;
+            peer->queues [peer->queue_count++] = queue;
+            s_mark_dirty (self, queue);
+        }
+        zhashx_insert (self->worker_peers, route_key, peer);
+        drv_log (DRV_LOG_INFO, "broker", "worker %s joined: %zu queues, credit %u, key %s",
+                 peer->name, peer->queue_count, peer->credit, *peer->key? peer->key: "-");
+    }
+    else {
+        zhashx_insert (self->clients, route_key, peer);
+        drv_log (DRV_LOG_INFO, "broker", "client %s joined, role %s", peer->name, role);
+    }
+    zhashx_insert (self->sessions, session_key, peer);
+
+    drv_msg_t reply;
+    drv_msg_init (&reply, DRV_CMD_WELCOME, msg->corr);
+    memcpy (reply.welcome.broker_id, self->broker_id, DRV_ID_SIZE);
+    reply.welcome.version = DRV_PROTOCOL_VERSION;
+    reply.welcome.heartbeat_ms = self->cfg.heartbeat_ms;
+    reply.welcome.max_payload = self->cfg.max_payload;
+    reply.welcome.max_batch = self->cfg.max_batch;
+    reply.welcome.role = role;
+    s_send (self, peer, &reply, NULL, 0);
+}
+
+//  Checks one job spec; returns OK or the refusal code with text in why.
+static drv_code_t
+s_check_spec (broker_t *self, const drv_jobspec_t *spec, size_t payload_size, const char **why)
+{
+    static const uint8_t zero [DRV_ID_SIZE] = {0};
+    if (memcmp (spec->id, zero, DRV_ID_SIZE) == 0) {
+        *why = "job id must not be all zero";
+        return DRV_CODE_BAD_REQUEST;
+    }
+    if (!queue_name_valid (spec->queue)) {
+        *why = "invalid queue name (1-128 of A-Z a-z 0-9 . _ - :)";
+        return DRV_CODE_UNKNOWN_QUEUE;
+    }
+    if (spec->priority < 0 || spec->priority >= QUEUE_LEVELS) {
+        *why = "priority must be 0..9";
+        return DRV_CODE_BAD_REQUEST;
+    }
+    if (payload_size > self->cfg.max_payload) {
+        *why = "payload larger than the broker's max_payload";
+        return DRV_CODE_TOO_LARGE;
+    }
+    return DRV_CODE_OK;
+}
+
+static void
+s_on_submit (broker_t *self, peer_t *client, drv_msg_t *msg)
+{
+    drv_msg_t reply;
+    drv_msg_init (&reply, DRV_CMD_SUBMIT_ACK, msg->corr);
+    reply.count = msg->count;
+    reply.acks = drv_codec_alloc (self->enc, (msg->count? msg->count: 1) * sizeof (drv_joback_t));
+    if (!reply.acks) {
+        s_error (self, self->producers, msg->corr, DRV_CODE_LIMIT, "out of memory");
+        return;
+    }
+    uint64_t wall = drv_wall_ms ();
+    for (size_t i = 0; i < msg->count; i++) {
+        const drv_jobspec_t *spec = &msg->specs [i];
+        zmq_msg_t *payload = &self->frames.msg [2 + i];
+        drv_joback_t *ack = &reply.acks [i];
+        memcpy (ack->id, spec->id, DRV_ID_SIZE);
+        ack->message = "";
+        const char *why = "";
+        drv_code_t code = s_check_spec (self, spec, zmq_msg_size (payload), &why);
+        if (code != DRV_CODE_OK) {
+            char hex [33];
+            drv_hex (spec->id, DRV_ID_SIZE, hex);
+            s_warn (self, "job %s from %s refused: %s", hex, client->name, why);
+            ack->code = code;
+            ack->message = why;
+            continue;
+        }
+        job_t *job = job_store_find (self->jobs, spec->id);
+        if (job) {
+            //  A resend: nothing new, but make sure this session hears the end
+            ack->duplicate = true;
+            if (job->state >= DRV_JOB_DONE)
+                s_out_add (self, client, job);
+            else
+                job_watch (job, client->session);
+            continue;
+        }
+        queue_t *queue = s_queue_require (self, spec->queue);
+        job = queue? job_store_add (self->jobs, spec->id): NULL;
+        if (!job) {
+            ack->code = DRV_CODE_LIMIT;
+            ack->message = "broker out of memory";
+            continue;
+        }
+        job->queue = queue;
+        memcpy (job->owner, client->session, DRV_ID_SIZE);
+        zmq_msg_move (&job->payload, payload);
+        job->priority = spec->priority;
+        job->max_attempts = spec->max_attempts? spec->max_attempts: self->cfg.default_attempts;
+        job->timeout_ms = spec->timeout_ms? spec->timeout_ms: self->cfg.default_timeout_ms;
+        job->backoff_ms = spec->backoff_ms? spec->backoff_ms: self->cfg.default_backoff_ms;
+        job->result_ttl_s = spec->result_ttl_s? spec->result_ttl_s: self->cfg.default_result_ttl_s;
+        job->created_wall = wall;
+        queue->submitted++;
+        uint64_t delay = spec->delay_ms;
+        if (spec->run_at_ms > wall && spec->run_at_ms - wall > delay)
+            delay = spec->run_at_ms - wall;
+        if (delay)
+            s_job_schedule (self, job, self->now + delay);
+        else
+            s_job_enqueue (self, job);
+    }
+    s_send (self, client, &reply, NULL, 0);
+}
+
+static void
+s_on_report (broker_t *self, peer_t *worker, drv_msg_t *msg)
+{
+    for (size_t i = 0; i < msg->count; i++) {
+        const drv_result_t *result = &msg->results [i];
+        if (worker->credit < CREDIT_CAP)
+            worker->credit++;
+        job_t *job = job_store_find (self->jobs, result->id);
+        if (!job || job->state >= DRV_JOB_DONE) {
+            char hex [33];
+            drv_hex (result->id, DRV_ID_SIZE, hex);
+            drv_log (DRV_LOG_DEBUG, "broker", "late result for job %s ignored", hex);
+            continue;
+        }
+        //  The first result of any attempt wins; another worker still
+        //  running it will have its result ignored
+        s_job_detach (self, job);
+        if (result->state == DRV_JOB_DONE) {
+            zmq_msg_move (&job->result, &self->frames.msg [2 + i]);
+            job_set_error (job, NULL);
+            s_job_finish (self, job, DRV_JOB_DONE);
+        }
+        else {
+            const char *error = *result->error? result->error: "handler failed";
+            s_job_attempt_failed (self, job, error, result->no_retry, false);
+        }
+    }
+    for (size_t i = 0; i < worker->queue_count; i++)
+        s_mark_dirty (self, worker->queues [i]);
+    if (worker->draining && worker->inflight_count == 0)
+        s_peer_drop (self, worker, "drained");
+}
+
+static void
+s_info (job_t *job, const uint8_t *id, drv_jobinfo_t *info)
+{
+    memset (info, 0, sizeof *info);
+    memcpy (info->id, id, DRV_ID_SIZE);
+    info->queue = "";
+    info->error = "";
+    if (!job)
+        return;
+    info->state = job->state;
+    info->queue = job->queue->name;
+    info->attempts = job->attempts;
+    info->error = job->error? job->error: "";
+    info->created_ms = job->created_wall;
+    info->finished_ms = job->state >= DRV_JOB_DONE? job->finished_wall: 0;
+    info->priority = job->priority;
+    info->payload_size = (uint32_t) zmq_msg_size (&job->payload);
+}
+
+//  Query and Cancel both answer with one JobInfo per id.
+static void
+s_on_query (broker_t *self, peer_t *client, drv_msg_t *msg, bool cancel)
+{
+    drv_msg_t reply;
+    drv_msg_init (&reply, DRV_CMD_QUERY_REPLY, msg->corr);
+    reply.count = msg->count;
+    reply.infos = drv_codec_alloc (self->enc, (msg->count? msg->count: 1) * sizeof (drv_jobinfo_t));
+    zmq_msg_t *payloads = s_sendbuf (self, msg->count? msg->count: 1);
+    if (!reply.infos || !payloads) {
+        s_error (self, self->producers, msg->corr, DRV_CODE_LIMIT, "out of memory");
+        return;
+    }
+    for (size_t i = 0; i < msg->count; i++) {
+        job_t *job = job_store_find (self->jobs, msg->ids [i]);
+        if (cancel && job && job->state < DRV_JOB_DONE) {
+            peer_t *worker = job->state == DRV_JOB_RUNNING? job->worker: NULL;
+            s_job_detach (self, job);
+            if (worker)
+                s_cancel_at_worker (self, worker, job);
+            job_set_error (job, "cancelled");
+            s_job_finish (self, job, DRV_JOB_CANCELLED);
+        }
+        s_info (job, msg->ids [i], &reply.infos [i]);
+        zmq_msg_init (&payloads [i]);
+        if (job && !cancel && msg->query.want_result && job->state == DRV_JOB_DONE)
+            zmq_msg_copy (&payloads [i], &job->result);
+        if (job && !cancel && msg->query.watch && job->state < DRV_JOB_DONE)
+            job_watch (job, client->session);
+    }
+    s_send (self, client, &reply, payloads, msg->count);
+}
+
+static void
+s_on_stats (broker_t *self, peer_t *client, drv_msg_t *msg)
+{
+    drv_msg_t reply;
+    drv_msg_init (&reply, DRV_CMD_STATS_REPLY, msg->corr);
+    size_t n = zhashx_size (self->queues);
+    reply.queues = drv_codec_alloc (self->enc, (n? n: 1) * sizeof (drv_queue_stats_t));
+    if (!reply.queues) {
+        s_error (self, self->producers, msg->corr, DRV_CODE_LIMIT, "out of memory");
+        return;
+    }
+    for (queue_t *q = zhashx_first (self->queues); q; q = zhashx_next (self->queues)) {
+        drv_queue_stats_t *s = &reply.queues [reply.count++];
+        s->name = q->name;
+        s->queued = q->ready;
+        s->scheduled = q->scheduled;
+        s->running = q->running;
+        s->submitted = q->submitted;
+        s->done = q->done;
+        s->failed = q->failed;
+        s->retried = q->retried;
+        s->workers = (uint32_t) q->worker_count;
+    }
+    reply.stats.workers = (uint32_t) zhashx_size (self->worker_peers);
+    reply.stats.clients = (uint32_t) zhashx_size (self->clients);
+    reply.stats.uptime_ms = self->now - self->started;
+    reply.stats.jobs_stored = job_store_size (self->jobs);
+    s_send (self, client, &reply, NULL, 0);
+}
+
+static void
+s_on_bye (broker_t *self, peer_t *peer, drv_msg_t *msg)
+{
+    drv_msg_t reply;
+    drv_msg_init (&reply, DRV_CMD_BYE, msg->corr);
+    s_send (self, peer, &reply, NULL, 0);
+    if (peer->kind == DRV_PEER_CLIENT || peer->inflight_count == 0)
+        s_peer_drop (self, peer, "said bye");
+    else {
+        peer->draining = true;
+        peer->credit = 0;
+        drv_log (DRV_LOG_INFO, "broker", "worker %s draining %zu jobs",
+                 peer->name, peer->inflight_count);
+    }
+}
+
+//  Which commands each endpoint accepts (besides Hello, Heartbeat, Bye).
+static bool
+s_command_allowed (drv_peer_kind_t kind, drv_cmd_t cmd)
+{
+    if (kind == DRV_PEER_CLIENT)
+        return cmd == DRV_CMD_SUBMIT || cmd == DRV_CMD_QUERY || cmd == DRV_CMD_CANCEL
+            || cmd == DRV_CMD_STATS;
+    return cmd == DRV_CMD_REPORT || cmd == DRV_CMD_CREDIT;
+}
+
+//  Validates and routes one received message.
+static void
+s_handle (broker_t *self, zsock_t *socket, drv_peer_kind_t kind, int total)
+{
+    drv_frames_t *frames = &self->frames;
+    zmq_msg_t *route = &frames->msg [0];
+    if (frames->count < 2) {
+        s_warn (self, "message without an envelope frame dropped");
+        return;
+    }
+    char route_key [513];
+    drv_hex ((uint8_t *) zmq_msg_data (route), zmq_msg_size (route), route_key);
+    peer_t *peer = s_peer_lookup (self, kind, route_key);
+    if (peer)
+        peer->last_recv = self->now;
+
+    drv_msg_t msg;
+    if (drv_codec_decode (self->dec, zmq_msg_data (&frames->msg [1]),
+                          zmq_msg_size (&frames->msg [1]), &msg)) {
+        s_warn (self, "malformed envelope from %s: %s", peer? peer->name: route_key,
+                drv_codec_error (self->dec));
+        s_error (self, socket, msg.corr, DRV_CODE_BAD_REQUEST, "malformed envelope: %s",
+                 drv_codec_error (self->dec));
+        return;
+    }
+    if (msg.version != DRV_PROTOCOL_VERSION && !(msg.cmd == DRV_CMD_HELLO && msg.version == 0)) {
+        s_warn (self, "protocol version %u from %s", msg.version, peer? peer->name: route_key);
+        s_error (self, socket, msg.corr, DRV_CODE_BAD_VERSION,
+                 "broker speaks protocol version %d only", DRV_PROTOCOL_VERSION);
+        return;
+    }
+    //  Payload frames must match the list exactly, or nothing lines up
+    size_t expected = 2 + (drv_cmd_has_payloads (msg.cmd)? msg.count: 0);
+    if ((size_t) total != expected) {
+        s_warn (self, "%s from %s: %d frames, expected %zu", drv_cmd_name (msg.cmd),
+                peer? peer->name: route_key, total, expected);
+        bool too_many = msg.count > self->cfg.max_batch;
+        s_error (self, socket, msg.corr, too_many? DRV_CODE_TOO_LARGE: DRV_CODE_BAD_REQUEST,
+                 too_many? "more than max_batch (%u) entries": "expected %u frames",
+                 too_many? self->cfg.max_batch: (unsigned) expected);
+        return;
+    }
+    if (msg.count > self->cfg.max_batch) {
+        s_error (self, socket, msg.corr, DRV_CODE_TOO_LARGE,
+                 "more than max_batch (%u) entries", self->cfg.max_batch);
+        return;
+    }
+    if (msg.cmd == DRV_CMD_HELLO) {
+        s_on_hello (self, socket, kind, route_key, peer, &msg);
+        return;
+    }
+    if (!peer) {
+        s_error (self, socket, msg.corr, DRV_CODE_REHELLO, "unknown peer: send Hello");
+        return;
+    }
+    if (msg.cmd == DRV_CMD_HEARTBEAT)
+        return;
+    if (msg.cmd == DRV_CMD_BYE) {
+        s_on_bye (self, peer, &msg);
+        return;
+    }
+    if (!s_command_allowed (kind, msg.cmd)) {
+        s_warn (self, "%s not valid from %s", drv_cmd_name (msg.cmd), peer->name);
+        s_error (self, socket, msg.corr, DRV_CODE_UNKNOWN_COMMAND, "%s is not valid on the %s endpoint",
+                 drv_cmd_name (msg.cmd), kind == DRV_PEER_WORKER? "worker": "client");
+        return;
+    }
+    switch (msg.cmd) {
+        case DRV_CMD_SUBMIT:
+            s_on_submit (self, peer, &msg);
+            break;
+        case DRV_CMD_QUERY:
+            s_on_query (self, peer, &msg, false);
+            break;
+        case DRV_CMD_CANCEL:
+            s_on_query (self, peer, &msg, true);
+            break;
+        case DRV_CMD_STATS:
+            s_on_stats (self, peer, &msg);
+            break;
+        case DRV_CMD_REPORT:
+            s_on_report (self, peer, &msg);
+            break;
+        case DRV_CMD_CREDIT:
+            peer->credit = (uint64_t) peer->credit + msg.credit > CREDIT_CAP? CREDIT_CAP
+                         : peer->credit + msg.credit;
+            for (size_t i = 0; i < peer->queue_count; i++)
+                s_mark_dirty (self, peer->queues [i]);
+            break;
+        default:
+            break;
+    }
+}
+
+static void
+s_drain (broker_t *self, zsock_t *socket, drv_peer_kind_t kind)
+{
+    void *handle = zsock_resolve (socket);
+    for (int n = 0; n < DRAIN_MAX; n++) {
+        int total = drv_frames_recv (handle, &self->frames, ZMQ_DONTWAIT, self->cfg.max_batch + 2);
+        if (total < 0)
+            break;
+        s_handle (self, socket, kind, total);
+        drv_frames_clear (&self->frames);
+    }
+}
+
+//  Timers and liveness ----------------------------------------------------------
+
+static void
+s_fire_timers (broker_t *self)
+{
+    job_t *job;
+    while ((job = job_heap_peek (self->timers)) && job->due <= self->now) {
+        job_heap_remove (self->timers, job);
+        if (job->state == DRV_JOB_SCHEDULED) {
+            job->queue->scheduled--;
+            s_job_enqueue (self, job);
+        }
+        else
+        if (job->state == DRV_JOB_RUNNING) {
+            peer_t *worker = job->worker;
+            char error [64];
+            snprintf (error, sizeof error, "timed out after %u ms", job->timeout_ms);
+            s_job_detach (self, job);
+            if (worker)
+                s_cancel_at_worker (self, worker, job);
+            s_job_attempt_failed (self, job, error, false, false);
+        }
+        else
+        if (job->pinned) {
+            //  Still referenced by a message this turn; look again shortly
+            job->due = self->now + 1000;
+            job_heap_push (self->timers, job);
+        }
+        else
+            job_store_remove (self->jobs, job);
+    }
+}
+
+static void
+s_liveness_map (broker_t *self, zhashx_t *peers)
+{
+    uint64_t hb = self->cfg.heartbeat_ms;
+    zlist_t *dead = zlist_new ();
+    for (peer_t *peer = zhashx_first (peers); peer; peer = zhashx_next (peers)) {
+        if (self->now - peer->last_recv > 3 * hb)
+            zlist_append (dead, peer);
+        else
+        if (self->now - peer->last_send >= hb) {
+            drv_msg_t beat;
+            drv_msg_init (&beat, DRV_CMD_HEARTBEAT, 0);
+            s_send (self, peer, &beat, NULL, 0);
+        }
+    }
+    for (peer_t *peer = zlist_first (dead); peer; peer = zlist_next (dead))
+        s_peer_drop (self, peer, "heartbeat expired");
+    zlist_destroy (&dead);
+}
+
+static void
+s_liveness (broker_t *self)
+{
+    if (self->now < self->next_liveness)
+        return;
+    self->next_liveness = self->now + self->cfg.heartbeat_ms / 4 + 1;
+    s_liveness_map (self, self->worker_peers);
+    s_liveness_map (self, self->clients);
+}
+
+//  Start-up and the loop ----------------------------------------------------------
+
+static int
+s_bind (broker_t *self, zsock_t *socket, const char *endpoint, char **bound)
+{
+    zsock_set_router_mandatory (socket, 1);
+    zsock_set_sndhwm (socket, 100000);
+    zsock_set_rcvhwm (socket, 100000);
+    zsock_set_maxmsgsize (socket, (int64_t) self->cfg.max_payload + FRAME_SLACK);
+    zsock_set_linger (socket, 1000);
+    if (!self->cfg.insecure) {
+        zsock_set_zap_domain (socket, "drover");
+        zsock_set_curve_server (socket, 1);
+        zcert_apply (self->cert, socket);
+    }
+    if (zsock_bind (socket, "%s", endpoint) < 0) {
+        snprintf (self->start_error, sizeof self->start_error, "cannot bind %s: %s",
+                  endpoint, zmq_strerror (zmq_errno ()));
+        return -1;
+    }
+    *bound = zsock_last_endpoint (socket);
+    return 0;
+}
+
+static void
+s_config_copy (broker_t *self, const broker_config_t *config)
+{
+    self->cfg = *config;
+    const char **fields [] = {&self->cfg.producers, &self->cfg.workers, &self->cfg.cert,
+                              &self->cfg.allow, &self->cfg.data_dir};
+    for (int i = 0; i < 5; i++)
+        if (*fields [i])
+            *fields [i] = self->cfg_strings [i] = strdup (*fields [i]);
+    if (self->cfg.heartbeat_ms == 0)
+        self->cfg.heartbeat_ms = 1000;
+    if (self->cfg.max_batch == 0)
+        self->cfg.max_batch = 1000;
+    if (self->cfg.max_payload == 0)
+        self->cfg.max_payload = 8 * 1024 * 1024;
+    if (self->cfg.default_attempts == 0)
+        self->cfg.default_attempts = 3;
+    if (self->cfg.default_timeout_ms == 0)
+        self->cfg.default_timeout_ms = 300 * 1000;
+    if (self->cfg.default_result_ttl_s == 0)
+        self->cfg.default_result_ttl_s = 3600;
+}
+
+static int
+s_start (broker_t *self)
+{
+    self->dec = drv_codec_new ();
+    self->enc = drv_codec_new ();
+    self->jobs = job_store_new ();
+    self->timers = job_heap_new ();
+    self->queues = zhashx_new ();
+    zhashx_set_destructor (self->queues, (zhashx_destructor_fn *) queue_destroy);
+    self->clients = zhashx_new ();
+    self->worker_peers = zhashx_new ();
+    self->sessions = zhashx_new ();
+    drv_frames_init (&self->frames);
+    drv_random_id (self->broker_id);
+    self->started = self->now = drv_now_ms ();
+
+    if (self->cfg.insecure)
+        drv_log (DRV_LOG_WARN, "broker", "running INSECURE: no encryption, no authentication, "
+                 "every peer is admin");
+    else {
+        if (!self->cfg.allow) {
+            //  Default: DATA_DIR/allow, created empty (nobody is admitted
+            //  until an operator puts public certificates there)
+            char path [PATH_MAX];
+            snprintf (path, sizeof path, "%s/allow", self->cfg.data_dir);
+            free (self->cfg_strings [3]);
+            self->cfg.allow = self->cfg_strings [3] = strdup (path);
+            if (zsys_dir_create ("%s", path) != 0) {
+                snprintf (self->start_error, sizeof self->start_error,
+                          "cannot create allow-list directory %s", path);
+                return -1;
+            }
+        }
+        self->cert = auth_server_cert (self->cfg.cert, self->cfg.data_dir);
+        if (!self->cert) {
+            snprintf (self->start_error, sizeof self->start_error, "no usable server certificate");
+            return -1;
+        }
+        self->auth = auth_new (self->cfg.allow);
+        if (!self->auth) {
+            snprintf (self->start_error, sizeof self->start_error,
+                      "cannot start authentication (allow-list %s)", self->cfg.allow);
+            return -1;
+        }
+    }
+    self->producers = zsock_new (ZMQ_ROUTER);
+    self->workers = zsock_new (ZMQ_ROUTER);
+    if (!self->producers || !self->workers) {
+        snprintf (self->start_error, sizeof self->start_error, "cannot create sockets");
+        return -1;
+    }
+    if (s_bind (self, self->producers, self->cfg.producers, &self->producers_ep)
+    ||  s_bind (self, self->workers, self->cfg.workers, &self->workers_ep))
+        return -1;
+    drv_log (DRV_LOG_INFO, "broker", "serving clients on %s and workers on %s",
+             self->producers_ep, self->workers_ep);
+    return 0;
+}
+
+static void
+s_stop (broker_t *self)
+{
+    if (self->worker_peers)
+        while (zhashx_size (self->worker_peers))
+            s_peer_drop (self, (peer_t *) zhashx_first (self->worker_peers), "broker stopping");
+    if (self->clients)
+        while (zhashx_size (self->clients))
+            s_peer_drop (self, (peer_t *) zhashx_first (self->clients), "broker stopping");
+    zsock_destroy (&self->producers);
+    zsock_destroy (&self->workers);
+    auth_destroy (&self->auth);
+    zcert_destroy (&self->cert);
+    job_heap_destroy (&self->timers);
+    job_store_destroy (&self->jobs);
+    zhashx_destroy (&self->queues);
+    zhashx_destroy (&self->clients);
+    zhashx_destroy (&self->worker_peers);
+    zhashx_destroy (&self->sessions);
+    drv_codec_destroy (&self->dec);
+    drv_codec_destroy (&self->enc);
+    drv_frames_destroy (&self->frames);
+    free (self->sendbuf);
+    zstr_free (&self->producers_ep);
+    zstr_free (&self->workers_ep);
+    for (int i = 0; i < 5; i++)
+        free (self->cfg_strings [i]);
+}
+
+static void
+s_on_pipe (broker_t *self)
+{
+    char *command = zstr_recv (self->pipe);
+    if (!command) {
+        self->terminated = true;
+        return;
+    }
+    if (streq (command, "$TERM"))
+        self->terminated = true;
+    else
+    if (streq (command, "ENDPOINTS"))
+        zstr_sendx (self->pipe, self->producers_ep? self->producers_ep: "",
+                    self->workers_ep? self->workers_ep: "", NULL);
+    else
+    if (streq (command, "STATUS"))
+        zstr_send (self->pipe, *self->start_error? self->start_error: "OK");
+    else
+        drv_log (DRV_LOG_ERROR, "broker", "unknown actor command %s", command);
+    zstr_free (&command);
+}
+
+static long
+s_poll_timeout (broker_t *self)
+{
+    uint64_t wake = self->next_liveness;
+    job_t *job = job_heap_peek (self->timers);
+    if (job && job->due < wake)
+        wake = job->due;
+    return wake > self->now? (long) (wake - self->now): 0;
+}
+
+void
+broker_actor (zsock_t *pipe, void *args)
+{
+    broker_t *self = (broker_t *) zmalloc (sizeof (broker_t));
+    self->pipe = pipe;
+    s_config_copy (self, (const broker_config_t *) args);
+    int rc = s_start (self);
+    zsock_signal (pipe, 0);
+    if (rc) {
+        //  Stay alive to report why, until told to go
+        drv_log (DRV_LOG_ERROR, "broker", "%s", self->start_error);
+        while (!self->terminated)
+            s_on_pipe (self);
+        s_stop (self);
+        free (self);
+        return;
+    }
+    zmq_pollitem_t items [4] = {
+        {zsock_resolve (pipe), 0, ZMQ_POLLIN, 0},
+        {zsock_resolve (self->producers), 0, ZMQ_POLLIN, 0},
+        {zsock_resolve (self->workers), 0, ZMQ_POLLIN, 0},
+        {self->auth? zsock_resolve (auth_socket (self->auth)): NULL, 0, ZMQ_POLLIN, 0},
+    };
+    int item_count = self->auth? 4: 3;
+    while (!self->terminated) {
+        self->now = drv_now_ms ();
+        if (zmq_poll (items, item_count, s_poll_timeout (self)) < 0 && zmq_errno () != EINTR)
+            break;
+        self->now = drv_now_ms ();
+        if (items [0].revents & ZMQ_POLLIN)
+            s_on_pipe (self);
+        if (item_count > 3 && (items [3].revents & ZMQ_POLLIN))
+            auth_handle (self->auth);
+        if (items [1].revents & ZMQ_POLLIN)
+            s_drain (self, self->producers, DRV_PEER_CLIENT);
+        if (items [2].revents & ZMQ_POLLIN)
+            s_drain (self, self->workers, DRV_PEER_WORKER);
+        s_fire_timers (self);
+        s_liveness (self);
+        s_dispatch_dirty (self);
+        s_flush (self);
+    }
+    drv_log (DRV_LOG_INFO, "broker", "stopping");
+    s_stop (self);
+    free (self);
+}
+
+zactor_t *
+broker_start (const broker_config_t *config)
+{
+    zactor_t *actor = zactor_new (broker_actor, (void *) config);
+    if (!actor)
+        return NULL;
+    zstr_send (actor, "STATUS");
+    char *status = zstr_recv (actor);
+    bool ok = status && streq (status, "OK");
+    zstr_free (&status);
+    if (!ok)
+        zactor_destroy (&actor);
+    return actor;
+}
+
+int
+broker_endpoints (zactor_t *broker, char **producers, char **workers)
+{
+    if (zstr_send (broker, "ENDPOINTS"))
+        return -1;
+    return zstr_recvx (broker, producers, workers, NULL) == 2? 0: -1;
+}

@@ -1,0 +1,57 @@
+/*  broker.h - the Drover broker as a CZMQ actor.
+
+    droverd's main() parses options into a broker_config_t and runs the
+    actor; `drover up`, `drover demo` and the tests run the very same actor
+    in process.
+
+        broker_config_t config;
+        broker_config_defaults (&config);
+        config.producers = "tcp://127.0.0.1:*";
+        ...
+        zactor_t *broker = zactor_new (broker_actor, &config);
+        //  zactor_new returns once the broker is serving; if it could not
+        //  start (bad key, port in use), zactor_new still returns an actor
+        //  whose first "STATUS" answer is an error: see broker_start().
+
+    Commands on the actor pipe (zstr strings):
+        "ENDPOINTS"  -> two strings: producer and worker endpoints bound
+        "$TERM"      -> stops; in-flight work is dropped (memory mode)
+*/
+#ifndef BROKER_H_INCLUDED
+#define BROKER_H_INCLUDED
+
+#include <czmq.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+typedef struct {
+    const char *producers;      //  client endpoint, default "tcp://*:5555"
+    const char *workers;        //  worker endpoint, default "tcp://*:5556"
+    const char *cert;           //  server secret certificate path, or NULL
+    const char *allow;          //  allow-list directory of client certificates
+    const char *data_dir;       //  data directory, default "./drover-data"
+    bool insecure;              //  plaintext, no CURVE, everyone is admin
+    uint32_t heartbeat_ms;      //  heartbeat interval, default 1000
+    uint32_t max_payload;       //  bytes, default 8 MiB
+    uint32_t max_batch;         //  list entries per message, default 1000
+    uint32_t default_timeout_ms;    //  per attempt, default 300000
+    uint32_t default_attempts;      //  default 3
+    uint32_t default_backoff_ms;    //  default 1000
+    uint32_t default_result_ttl_s;  //  default 3600
+} broker_config_t;
+
+//  Fills config with the defaults above.
+void broker_config_defaults (broker_config_t *config);
+
+//  The actor body; args is a broker_config_t * (copied before signalling).
+void broker_actor (zsock_t *pipe, void *args);
+
+//  Starts the actor and checks it came up. Returns the actor, or NULL after
+//  logging why (the actor is then already destroyed).
+zactor_t *broker_start (const broker_config_t *config);
+
+//  Asks a running broker actor for its bound endpoints; the strings are
+//  freed by the caller (zstr_free). Returns 0 or -1.
+int broker_endpoints (zactor_t *broker, char **producers, char **workers);
+
+#endif

@@ -1,0 +1,305 @@
+/*  drover.h - public API of libdrover, the Drover job queue SDK.
+
+    Drover moves jobs from producers (clients) through a broker (droverd) to
+    pull-based workers and brings the results back. This header is the only
+    interface: handles are opaque, no ZeroMQ or protobuf type appears here.
+
+    Conventions
+    - Functions returning int return 0 (DROVER_OK) or a drover_err_t value;
+      drover_strerror() gives its text.
+    - drover_x_new() returns a handle or NULL; drover_x_destroy(&p) frees it,
+      sets *p to NULL and is harmless on NULL.
+    - Strings and buffers passed in are copied unless a comment says
+      otherwise; pointers returned stay owned by the handle they came from
+      and are valid until that handle is destroyed, unless stated.
+    - Thread safety is stated per type.
+*/
+#ifndef DROVER_H_INCLUDED
+#define DROVER_H_INCLUDED
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define DROVER_VERSION_MAJOR 0
+#define DROVER_VERSION_MINOR 1
+#define DROVER_VERSION_PATCH 0
+
+//  Length of a job id in bytes, and of its text form (hex, no NUL).
+#define DROVER_ID_SIZE 16
+#define DROVER_ID_TEXT 32
+
+typedef enum {
+    DROVER_OK = 0,
+    DROVER_EINVAL,        //  bad argument or bad usage
+    DROVER_ENOMEM,        //  out of memory
+    DROVER_ETIMEDOUT,     //  the wait ran out; the operation may still complete
+    DROVER_EUNREACHABLE,  //  cannot reach the broker
+    DROVER_EUNAUTH,       //  the broker refused our key, or CURVE mismatch
+    DROVER_EDENIED,       //  our key's role may not do this
+    DROVER_EINTR,         //  interrupted by a signal
+    DROVER_ECLOSED,       //  the handle was closed or is shutting down
+    DROVER_EPROTO,        //  protocol error or unsupported protocol version
+    DROVER_ETOOLARGE,     //  payload or batch over the broker's limit
+    DROVER_ENOQUEUE,      //  queue name missing or invalid
+    DROVER_ENOTFOUND,     //  no such job (never existed, or its result expired)
+    DROVER_EFAILED,       //  the job failed: attempts exhausted or not retryable
+    DROVER_ECANCELLED,    //  the job was cancelled
+    DROVER_ELIMIT,        //  a broker limit was reached; retry later
+    DROVER_EUNAVAILABLE,  //  the broker cannot accept work now
+    DROVER_EKEY,          //  a certificate file is missing or unreadable
+    DROVER_ESTATE,        //  the job is in a state that does not allow this
+    DROVER_EINTERNAL      //  unexpected internal error
+} drover_err_t;
+
+//  Text for an error code. Never NULL; static storage.
+const char *drover_strerror (int err);
+
+//  Job states, as reported by drover_client_status().
+typedef enum {
+    DROVER_JOB_UNKNOWN = 0,
+    DROVER_JOB_QUEUED,
+    DROVER_JOB_SCHEDULED,
+    DROVER_JOB_RUNNING,
+    DROVER_JOB_DONE,
+    DROVER_JOB_FAILED,
+    DROVER_JOB_CANCELLED
+} drover_job_state_t;
+
+//  Lower-case name of a state ("queued", "done", ...). Static storage.
+const char *drover_job_state_name (drover_job_state_t state);
+
+//  Writes the 32-character hex form of a 16-byte id plus a NUL into text.
+void drover_id_format (const uint8_t id [DROVER_ID_SIZE], char text [DROVER_ID_TEXT + 1]);
+//  Parses 32 hex characters into id. Returns 0 or DROVER_EINVAL.
+int drover_id_parse (const char *text, uint8_t id [DROVER_ID_SIZE]);
+
+//  ---------------------------------------------------------------------
+//  Connection settings, shared by clients and workers.
+//  Zero-initialise, then fill in what you need. Strings are copied by the
+//  function that takes the struct.
+
+typedef struct {
+    const char *endpoint;     //  broker endpoint, e.g. "tcp://127.0.0.1:5555"
+    const char *server_key;   //  path of the broker's public certificate
+    const char *cert;         //  path of our secret certificate (public+secret)
+    bool insecure;            //  plaintext, no CURVE (broker must run --insecure)
+    int timeout_ms;           //  connect and handshake timeout; 0 = 5000
+    const char *name;         //  label shown in broker logs; NULL = "host:pid"
+} drover_connect_t;
+
+//  Fills in unset fields of cfg from DROVER_BROKER, DROVER_SERVER_KEY,
+//  DROVER_CERT and DROVER_INSECURE (1/true). The pointers point into the
+//  environment and stay valid while it is unchanged.
+void drover_connect_from_env (drover_connect_t *cfg);
+
+//  ---------------------------------------------------------------------
+//  Job options. Zero-initialise (or use DROVER_JOB_OPTS_INIT); a zero field
+//  takes the broker's default.
+
+typedef struct {
+    int priority;             //  0..9, higher runs first
+    uint32_t timeout_ms;      //  per attempt; the job is retried after it
+    uint32_t max_attempts;    //  then the job fails
+    uint64_t delay_ms;        //  run no earlier than now + delay
+    uint64_t run_at_ms;       //  or no earlier than this Unix time (ms)
+    uint32_t backoff_ms;      //  base of exponential backoff between attempts
+    uint32_t result_ttl_s;    //  how long the broker keeps the result
+} drover_job_opts_t;
+
+#define DROVER_JOB_OPTS_INIT {0, 0, 0, 0, 0, 0, 0}
+
+//  ---------------------------------------------------------------------
+//  Client: submits jobs and collects results.
+//  Thread safety: every drover_client_* and drover_future_* function may be
+//  called from any thread. A background thread owned by the client does the
+//  I/O, heartbeats, batching and reconnection.
+
+typedef struct _drover_client_t drover_client_t;
+typedef struct _drover_future_t drover_future_t;
+
+//  Connects to the broker and completes the handshake, waiting at most
+//  cfg->timeout_ms. On success stores a new client in *client_p and returns
+//  0; otherwise returns DROVER_EUNREACHABLE, DROVER_EUNAUTH, DROVER_EKEY,
+//  DROVER_EPROTO or DROVER_EINVAL, and *client_p is untouched.
+int drover_client_connect (const drover_connect_t *cfg, drover_client_t **client_p);
+
+//  Says goodbye to the broker and frees the client. Outstanding futures stay
+//  valid (they resolve with DROVER_ECLOSED if unfinished) until destroyed.
+void drover_client_destroy (drover_client_t **client_p);
+
+//  Submits one job. Copies data. Returns at once; the broker's acceptance
+//  and the result both arrive later through the future, which the caller
+//  owns and destroys. Returns 0, DROVER_EINVAL, DROVER_ETOOLARGE (over the
+//  broker's payload limit) or DROVER_ECLOSED.
+int drover_submit (drover_client_t *client, const char *queue,
+                   const void *data, size_t size,
+                   const drover_job_opts_t *opts, drover_future_t **future_p);
+
+//  Submits count jobs at once (one batch on the wire where possible).
+//  data[i] / size[i] is job i's payload; futures[i] receives its future.
+//  On error no future is returned and nothing is submitted.
+int drover_submit_many (drover_client_t *client, const char *queue,
+                        const void *const *data, const size_t *size, size_t count,
+                        const drover_job_opts_t *opts, drover_future_t **futures);
+
+//  Returns a future for an existing job by id (32 hex chars), for example
+//  one submitted by another process. It resolves when the job ends, or at
+//  once if it already has; DROVER_ENOTFOUND if the broker does not know it.
+int drover_fetch (drover_client_t *client, const char *id, drover_future_t **future_p);
+
+typedef struct {
+    char id [DROVER_ID_TEXT + 1];
+    drover_job_state_t state;
+    char queue [128];
+    uint32_t attempts;
+    char error [256];         //  last error text, "" if none
+    uint64_t created_ms;      //  Unix ms
+    uint64_t finished_ms;     //  Unix ms, 0 while unfinished
+    int priority;
+    uint32_t payload_size;
+} drover_job_info_t;
+
+//  Asks the broker for a job's state. Blocks up to timeout_ms.
+//  Returns 0 (info filled; state DROVER_JOB_UNKNOWN when the broker does
+//  not know the id), DROVER_EINVAL, DROVER_ETIMEDOUT or DROVER_ECLOSED.
+int drover_status (drover_client_t *client, const char *id,
+                   drover_job_info_t *info, int timeout_ms);
+
+//  Cancels a job that has not finished. Blocks up to timeout_ms. Returns 0
+//  when the job is now cancelled, DROVER_ENOTFOUND, DROVER_ESTATE (already
+//  finished), DROVER_ETIMEDOUT or DROVER_ECLOSED.
+int drover_cancel (drover_client_t *client, const char *id, int timeout_ms);
+
+typedef struct {
+    char name [128];
+    uint64_t queued, scheduled, running;
+    uint64_t submitted, done, failed, retried;
+    uint32_t workers;
+} drover_queue_stats_t;
+
+typedef struct {
+    uint32_t workers;
+    uint32_t clients;
+    uint64_t uptime_ms;
+    uint64_t jobs_stored;
+    size_t queue_count;
+    drover_queue_stats_t *queues;   //  array of queue_count entries
+} drover_stats_t;
+
+//  Fetches broker statistics into a new drover_stats_t that the caller frees
+//  with drover_stats_destroy(). Blocks up to timeout_ms.
+int drover_stats (drover_client_t *client, drover_stats_t **stats_p, int timeout_ms);
+void drover_stats_destroy (drover_stats_t **stats_p);
+
+//  Futures ------------------------------------------------------------
+
+//  Waits until the broker has accepted (or refused) the job. Returns 0 when
+//  accepted, the refusal's error (DROVER_ETOOLARGE, DROVER_ENOQUEUE,
+//  DROVER_EDENIED, ...), DROVER_ETIMEDOUT, or DROVER_ECLOSED.
+//  timeout_ms < 0 waits forever.
+int drover_future_accepted (drover_future_t *future, int timeout_ms);
+
+//  Waits until the job has ended. Returns 0 when it finished successfully,
+//  DROVER_EFAILED, DROVER_ECANCELLED, a refusal error, DROVER_ENOTFOUND,
+//  DROVER_ETIMEDOUT (still running) or DROVER_ECLOSED.
+int drover_future_wait (drover_future_t *future, int timeout_ms);
+
+//  True once the job has ended (or was refused); never blocks.
+bool drover_future_ready (drover_future_t *future);
+
+//  The job's id as 32 hex characters. Owned by the future.
+const char *drover_future_id (drover_future_t *future);
+
+//  The result payload once the job is done, else NULL. *size_p receives its
+//  size. Owned by the future; valid until the future is destroyed.
+const void *drover_future_result (drover_future_t *future, size_t *size_p);
+
+//  The failure text once the job failed or was refused, else NULL.
+const char *drover_future_error (drover_future_t *future);
+
+//  Attempts the broker reports for the finished job.
+uint32_t drover_future_attempts (drover_future_t *future);
+
+//  Callback run once when the future resolves, on the client's I/O thread
+//  (keep it short; do not wait on other futures there). If the future has
+//  already resolved, runs at once on the calling thread. Replaces any
+//  earlier callback.
+typedef void (drover_future_fn) (drover_future_t *future, void *arg);
+void drover_future_on_done (drover_future_t *future, drover_future_fn *fn, void *arg);
+
+//  Releases the future. The job itself goes on; its result stays on the
+//  broker for its time-to-live.
+void drover_future_destroy (drover_future_t **future_p);
+
+//  ---------------------------------------------------------------------
+//  Worker: serves queues with handlers.
+//  Thread safety: configure and run from one thread; drover_worker_stop()
+//  may be called from any thread or a signal handler.
+
+typedef struct _drover_worker_t drover_worker_t;
+typedef struct _drover_job_t drover_job_t;
+
+//  A handler runs one job. It reads the payload with drover_job_payload()
+//  and returns 0 after drover_job_set_result() (no result = empty), or
+//  non-zero after drover_job_set_error() to fail this attempt (retried up to
+//  the job's max attempts). Handlers run on the worker's handler threads;
+//  with concurrency > 1 the same handler runs on several threads at once.
+typedef int (drover_handler_fn) (drover_job_t *job, void *arg);
+
+//  Creates a worker; nothing is sent until drover_worker_run(). Copies cfg.
+//  Returns NULL on bad arguments (logged to stderr).
+drover_worker_t *drover_worker_new (const drover_connect_t *cfg);
+void drover_worker_destroy (drover_worker_t **worker_p);
+
+//  Registers fn for queue (several queues may be served). Returns 0 or
+//  DROVER_EINVAL (bad name, or already registered).
+int drover_worker_handle (drover_worker_t *worker, const char *queue,
+                          drover_handler_fn *fn, void *arg);
+
+//  Number of handler threads (default 1) and credit: jobs the broker may
+//  send ahead of the ones running (default: 2 x concurrency).
+int drover_worker_set_concurrency (drover_worker_t *worker, int threads);
+int drover_worker_set_prefetch (drover_worker_t *worker, int jobs);
+
+//  Connects and serves until stopped. Reconnects and re-registers by itself
+//  when the broker restarts. Returns 0 after a graceful stop (in-flight
+//  jobs finished and reported), or DROVER_EUNAUTH / DROVER_EKEY /
+//  DROVER_EUNREACHABLE when the first connection cannot be made.
+int drover_worker_run (drover_worker_t *worker);
+
+//  Asks a running worker to drain: stop taking jobs, finish the ones held,
+//  report them, say goodbye, and return from drover_worker_run().
+//  Async-signal-safe.
+void drover_worker_stop (drover_worker_t *worker);
+
+//  Inside a handler -----------------------------------------------------
+
+//  The job's payload; owned by the job, valid during the handler.
+const void *drover_job_payload (drover_job_t *job, size_t *size_p);
+//  The job's id as 32 hex characters; owned by the job.
+const char *drover_job_id (drover_job_t *job);
+const char *drover_job_queue (drover_job_t *job);
+//  1 for the first attempt.
+uint32_t drover_job_attempt (drover_job_t *job);
+//  Milliseconds the broker allows this attempt (0 = no limit).
+uint32_t drover_job_timeout_ms (drover_job_t *job);
+//  Sets the result payload (copied). Returns 0 or DROVER_ENOMEM.
+int drover_job_set_result (drover_job_t *job, const void *data, size_t size);
+//  Takes ownership of a malloc'd buffer as the result (freed by the SDK).
+int drover_job_take_result (drover_job_t *job, void *data, size_t size);
+//  Sets the failure text (copied). With permanent, the job is not retried.
+int drover_job_set_error (drover_job_t *job, const char *message, bool permanent);
+//  True once the broker has cancelled this job or its attempt timed out; a
+//  long handler should check it and give up early (its result is ignored).
+bool drover_job_cancelled (drover_job_t *job);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

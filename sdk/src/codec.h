@@ -1,0 +1,218 @@
+/*  codec.h - encode and decode Drover envelopes (internal).
+
+    The only module that touches protobuf-c generated code. It turns an
+    Envelope frame into a drv_msg_t (plain C structs) and back. Payload frames
+    are not its business: they travel beside the envelope untouched.
+
+    A decoded message lives in the codec's arena and stays valid until the
+    next drv_codec_decode() on the same codec. A codec is used by one thread.
+*/
+#ifndef DRV_CODEC_H_INCLUDED
+#define DRV_CODEC_H_INCLUDED
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <zmq.h>
+
+#define DRV_PROTOCOL_VERSION 1
+#define DRV_ID_SIZE 16
+
+//  Codes and states mirror schemas/drover.proto.
+typedef enum {
+    DRV_CODE_OK = 0,
+    DRV_CODE_BAD_REQUEST = 1,
+    DRV_CODE_UNKNOWN_COMMAND = 2,
+    DRV_CODE_BAD_VERSION = 3,
+    DRV_CODE_REHELLO = 4,
+    DRV_CODE_TOO_LARGE = 5,
+    DRV_CODE_UNKNOWN_QUEUE = 6,
+    DRV_CODE_UNKNOWN_JOB = 7,
+    DRV_CODE_DENIED = 8,
+    DRV_CODE_LIMIT = 9,
+    DRV_CODE_UNAVAILABLE = 10,
+    DRV_CODE_INTERNAL = 11,
+    DRV_CODE_BAD_STATE = 12
+} drv_code_t;
+
+typedef enum {
+    DRV_JOB_UNKNOWN = 0,
+    DRV_JOB_QUEUED = 1,
+    DRV_JOB_SCHEDULED = 2,
+    DRV_JOB_RUNNING = 3,
+    DRV_JOB_DONE = 4,
+    DRV_JOB_FAILED = 5,
+    DRV_JOB_CANCELLED = 6
+} drv_job_state_t;
+
+typedef enum {
+    DRV_PEER_UNSPECIFIED = 0,
+    DRV_PEER_CLIENT = 1,
+    DRV_PEER_WORKER = 2
+} drv_peer_kind_t;
+
+typedef enum {
+    DRV_CMD_NONE = 0,
+    DRV_CMD_HELLO,
+    DRV_CMD_WELCOME,
+    DRV_CMD_HEARTBEAT,
+    DRV_CMD_ERROR,
+    DRV_CMD_BYE,
+    DRV_CMD_SUBMIT,
+    DRV_CMD_SUBMIT_ACK,
+    DRV_CMD_DISPATCH,
+    DRV_CMD_REPORT,
+    DRV_CMD_DELIVER,
+    DRV_CMD_CREDIT,
+    DRV_CMD_QUERY,
+    DRV_CMD_QUERY_REPLY,
+    DRV_CMD_CANCEL,
+    DRV_CMD_STATS,
+    DRV_CMD_STATS_REPLY,
+    DRV_CMD_COUNT_
+} drv_cmd_t;
+
+//  Whether a command is followed by one payload frame per list entry.
+bool drv_cmd_has_payloads (drv_cmd_t cmd);
+//  Upper-case command name for logs ("SUBMIT").
+const char *drv_cmd_name (drv_cmd_t cmd);
+const char *drv_code_name (drv_code_t code);
+
+typedef struct {
+    uint8_t id [DRV_ID_SIZE];   //  client-chosen job id
+    const char *queue;          //  queue name (never NULL after decode)
+    int32_t priority;           //  0..9
+    uint32_t timeout_ms;        //  per attempt, 0 = default
+    uint32_t max_attempts;      //  0 = default
+    uint64_t delay_ms;          //  relative delay
+    uint64_t run_at_ms;         //  absolute Unix ms
+    uint32_t backoff_ms;        //  retry backoff base
+    uint32_t result_ttl_s;      //  result retention, 0 = default
+} drv_jobspec_t;
+
+typedef struct {
+    uint8_t id [DRV_ID_SIZE];   //  job acknowledged
+    drv_code_t code;            //  OK or why refused
+    const char *message;        //  refusal text ("" when OK)
+    bool duplicate;             //  id already known
+} drv_joback_t;
+
+typedef struct {
+    uint8_t id [DRV_ID_SIZE];   //  job to run
+    const char *queue;          //  its queue
+    uint32_t attempt;           //  1-based attempt number
+    uint32_t timeout_ms;        //  allowed run time
+} drv_job_t;
+
+typedef struct {
+    uint8_t id [DRV_ID_SIZE];   //  job concerned
+    drv_job_state_t state;      //  DONE, FAILED or CANCELLED
+    const char *error;          //  failure text ("" if none)
+    uint32_t attempts;          //  attempts made
+    bool no_retry;              //  worker: permanent failure
+} drv_result_t;
+
+typedef struct {
+    uint8_t id [DRV_ID_SIZE];   //  job described
+    drv_job_state_t state;      //  UNKNOWN if the broker lacks it
+    const char *queue;          //  its queue ("" if unknown)
+    uint32_t attempts;          //  attempts so far
+    const char *error;          //  last error ("" if none)
+    uint64_t created_ms;        //  Unix ms of acceptance
+    uint64_t finished_ms;       //  Unix ms of the end, 0 if running
+    int32_t priority;           //  its priority
+    uint32_t payload_size;      //  input size in bytes
+} drv_jobinfo_t;
+
+typedef struct {
+    const char *name;           //  queue name
+    uint64_t queued;            //  ready to run
+    uint64_t scheduled;         //  waiting for a time
+    uint64_t running;           //  at workers
+    uint64_t submitted;         //  counter since start
+    uint64_t done;              //  counter since start
+    uint64_t failed;            //  counter since start
+    uint64_t retried;           //  counter since start
+    uint32_t workers;           //  workers serving it
+} drv_queue_stats_t;
+
+//  One decoded or to-be-encoded command. Only the part named by cmd is used.
+typedef struct {
+    uint32_t version;           //  sender's protocol version
+    uint64_t corr;              //  correlation number
+    drv_cmd_t cmd;              //  which body
+
+    struct {
+        drv_peer_kind_t kind;           //  client or worker
+        uint8_t session [DRV_ID_SIZE];  //  stable peer session id
+        const char *name;               //  label for logs
+        const char **queues;            //  worker: queues served
+        size_t queue_count;             //  number of queues
+        uint32_t credit;                //  worker: initial credit
+        uint32_t version_min;           //  lowest version spoken
+        uint32_t version_max;           //  highest version spoken
+    } hello;
+    struct {
+        uint8_t broker_id [DRV_ID_SIZE];  //  per broker start
+        uint32_t version;                 //  chosen version
+        uint32_t heartbeat_ms;            //  heartbeat interval
+        uint32_t max_payload;             //  payload limit
+        uint32_t max_batch;               //  list length limit
+        const char *role;                 //  peer key's role
+    } welcome;
+    struct {
+        drv_code_t code;            //  what went wrong
+        const char *message;        //  text for humans
+        uint8_t (*ids) [DRV_ID_SIZE];   //  jobs concerned
+        size_t id_count;            //  number of ids
+    } error;
+    struct {
+        bool want_result;           //  Query: include result payloads
+        bool watch;                 //  Query: deliver when finished
+    } query;
+    uint32_t credit;                //  Credit: jobs granted
+
+    //  List bodies: Submit (specs), SubmitAck (acks), Dispatch (jobs),
+    //  Report and Deliver (results), QueryReply (infos), Query and Cancel
+    //  (ids), StatsReply (queues). count is the list length.
+    size_t count;
+    drv_jobspec_t *specs;
+    drv_joback_t *acks;
+    drv_job_t *jobs;
+    drv_result_t *results;
+    drv_jobinfo_t *infos;
+    uint8_t (*ids) [DRV_ID_SIZE];
+    drv_queue_stats_t *queues;
+    struct {
+        uint32_t workers;           //  connected workers
+        uint32_t clients;           //  connected clients
+        uint64_t uptime_ms;         //  since broker start
+        uint64_t jobs_stored;       //  jobs held in any state
+    } stats;
+} drv_msg_t;
+
+typedef struct _drv_codec_t drv_codec_t;
+
+drv_codec_t *drv_codec_new (void);
+void drv_codec_destroy (drv_codec_t **self_p);
+
+//  Decodes an envelope. On success fills *msg (valid until the next decode)
+//  and returns 0. On malformed input returns -1 and leaves a reason in
+//  drv_codec_error(); msg->corr holds the correlation number if it could be
+//  read, else 0.
+int drv_codec_decode (drv_codec_t *self, const void *data, size_t size, drv_msg_t *msg);
+const char *drv_codec_error (drv_codec_t *self);
+
+//  Encodes msg into a new zmq message in *frame (initialised by this call).
+//  Returns 0, or -1 on a programmer error or out of memory.
+int drv_codec_encode (drv_codec_t *self, const drv_msg_t *msg, zmq_msg_t *frame);
+
+//  Scratch memory from the codec's arena, for building a message to encode.
+//  Freed at the next decode or drv_codec_reset().
+void *drv_codec_alloc (drv_codec_t *self, size_t size);
+void drv_codec_reset (drv_codec_t *self);
+
+//  Resets msg to an empty command of the given kind at the current version.
+void drv_msg_init (drv_msg_t *msg, drv_cmd_t cmd, uint64_t corr);
+
+#endif
