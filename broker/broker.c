@@ -688,6 +688,7 @@ s_on_submit (broker_t *self, peer_t *client, drv_msg_t *msg)
         const drv_jobspec_t *spec = &msg->specs [i];
         zmq_msg_t *payload = &self->frames.msg [2 + i];
         drv_joback_t *ack = &reply.acks [i];
+        memset (ack, 0, sizeof *ack);
         memcpy (ack->id, spec->id, DRV_ID_SIZE);
         ack->message = "";
         const char *why = "";
@@ -1125,7 +1126,7 @@ s_start (broker_t *self)
             self->cfg.allow = self->cfg_strings [3] = strdup (path);
             if (zsys_dir_create ("%s", path) != 0) {
                 snprintf (self->start_error, sizeof self->start_error,
-                          "cannot create allow-list directory %s", path);
+                          "cannot create allow-list directory %.200s", path);
                 return -1;
             }
         }
