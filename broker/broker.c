@@ -145,12 +145,13 @@ s_send_route (broker_t *self, zsock_t *socket, const uint8_t *route, size_t rout
               const drv_msg_t *msg, zmq_msg_t *payloads, size_t count)
 {
     zmq_msg_t routing, envelope;
+    //  The encoder's arena is not reset here: a handler may still be
+    //  building its reply in it while it sends something else; the loop
+    //  resets it once per turn
     if (drv_codec_encode (self->enc, msg, &envelope)) {
         drv_log (DRV_LOG_ERROR, "broker", "cannot encode %s", drv_cmd_name (msg->cmd));
-        drv_codec_reset (self->enc);
         return -1;
     }
-    drv_codec_reset (self->enc);
     zmq_msg_init_size (&routing, route_size);
     memcpy (zmq_msg_data (&routing), route, route_size);
     int rc = drv_send (zsock_resolve (socket), &routing, &envelope, payloads, count, false);
@@ -1258,6 +1259,7 @@ broker_actor (zsock_t *pipe, void *args)
         s_liveness (self);
         s_dispatch_dirty (self);
         s_flush (self);
+        drv_codec_reset (self->enc);
     }
     drv_log (DRV_LOG_INFO, "broker", "stopping");
     s_stop (self);

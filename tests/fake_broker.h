@@ -33,7 +33,8 @@ typedef struct {
     pthread_t thread;           //  broker loop
     atomic_bool stop;           //  ends the loop
     char endpoint [64];         //  where it listens
-    void *ctx;                  //  own context
+    void *ctx;                  //  its context
+    bool shared_ctx;            //  ctx belongs to someone else
     void *router;               //  the socket (broker thread only)
     //  behaviour
     uint32_t heartbeat_ms;      //  announced and sent
@@ -352,8 +353,10 @@ fb_thread (void *arg)
     return NULL;
 }
 
+//  Starts a fake broker. With ctx (e.g. CZMQ's, where a zauth actor runs)
+//  and server_secret (Z85), it is a CURVE server in that context.
 static fb_t *
-fb_start (void)
+fb_start_in (void *ctx, const char *server_secret)
 {
     fb_t *fb = calloc (1, sizeof *fb);
     pthread_mutex_init (&fb->lock, NULL);
@@ -364,8 +367,15 @@ fb_start (void)
     fb->store = drv_idmap_new ();
     fb->todo = calloc (100000, 16);
     zmq_msg_init (&fb->peer);
-    fb->ctx = zmq_ctx_new ();
+    fb->shared_ctx = ctx != NULL;
+    fb->ctx = ctx? ctx: zmq_ctx_new ();
     fb->router = zmq_socket (fb->ctx, ZMQ_ROUTER);
+    if (server_secret) {
+        int on = 1;
+        zmq_setsockopt (fb->router, ZMQ_CURVE_SERVER, &on, sizeof on);
+        zmq_setsockopt (fb->router, ZMQ_CURVE_SECRETKEY, server_secret, 40);
+        zmq_setsockopt (fb->router, ZMQ_ZAP_DOMAIN, "global", 6);
+    }
     int linger = 0;
     zmq_setsockopt (fb->router, ZMQ_LINGER, &linger, sizeof linger);
     int hwm = 0;
@@ -378,6 +388,12 @@ fb_start (void)
     return fb;
 }
 
+static fb_t *
+fb_start (void)
+{
+    return fb_start_in (NULL, NULL);
+}
+
 static void
 fb_stop (fb_t **fb_p)
 {
@@ -385,7 +401,8 @@ fb_stop (fb_t **fb_p)
     atomic_store (&fb->stop, true);
     pthread_join (fb->thread, NULL);
     zmq_close (fb->router);
-    zmq_ctx_term (fb->ctx);
+    if (!fb->shared_ctx)
+        zmq_ctx_term (fb->ctx);
     drv_idmap_each (fb->store, fb_free_job, NULL);
     drv_idmap_destroy (&fb->store);
     zmq_msg_close (&fb->peer);

@@ -289,7 +289,8 @@ test_handshake_and_bad_input (void)
     //  Frame count must match the job list
     uint8_t ids [60][16];
     s_ids (ids, 60);
-    drv_jobspec_t specs [2] = {{{0}}};
+    drv_jobspec_t specs [2];
+    memset (specs, 0, sizeof specs);
     memcpy (specs [0].id, ids [0], 16);
     memcpy (specs [1].id, ids [1], 16);
     specs [0].queue = specs [1].queue = "q";
@@ -306,7 +307,8 @@ test_handshake_and_bad_input (void)
     memset (big, 'b', sizeof big - 1);
     big [sizeof big - 1] = 0;
     const char *payloads [3] = {"fine", big, "x"};
-    drv_jobspec_t options = {{0}};
+    drv_jobspec_t options;
+    memset (&options, 0, sizeof options);
     msg = s_submit (&client, ids, payloads, 2, "q", &options);
     CHECK (msg.cmd == DRV_CMD_SUBMIT_ACK && msg.count == 2);
     CHECK (msg.acks [0].code == DRV_CODE_OK && !msg.acks [0].duplicate);
@@ -446,7 +448,8 @@ test_job_path (void)
     uint8_t again [1][16];
     memcpy (again [0], running [0], 16);
     drv_msg_init (&msg, DRV_CMD_SUBMIT, s_corr++);
-    drv_jobspec_t spec = {{0}};
+    drv_jobspec_t spec;
+    memset (&spec, 0, sizeof spec);
     memcpy (spec.id, running [0], 16);
     spec.queue = "path";
     msg.specs = &spec;
@@ -598,7 +601,8 @@ test_dead_worker_and_timeout (void)
     //  Per-attempt timeout: the worker keeps beating but never answers
     uint8_t slow [1][16];
     s_ids (slow, 1);
-    drv_jobspec_t options = {{0}};
+    drv_jobspec_t options;
+    memset (&options, 0, sizeof options);
     options.timeout_ms = 300;
     options.max_attempts = 2;
     options.backoff_ms = 1;
@@ -632,6 +636,42 @@ test_dead_worker_and_timeout (void)
         }
     }
     CHECK (failed && dispatched == 2 && cancels >= 1);
+
+    //  Cancelling a running job: the reply names it, its worker is told
+    uint8_t run [1][16];
+    s_ids (run, 1);
+    const char *rp [1] = {"run"};
+    msg = s_submit (&client, run, rp, 1, "dead", NULL);
+    CHECK (msg.acks [0].code == DRV_CODE_OK);
+    do
+        msg = s_recv (&live);
+    while (msg.cmd != DRV_CMD_DISPATCH);
+    CHECK (memcmp (msg.jobs [0].id, run [0], 16) == 0);
+    drv_msg_init (&msg, DRV_CMD_CANCEL, 31);
+    msg.ids = run;
+    msg.count = 1;
+    s_send (&client, &msg, NULL, 0);
+    bool cancel_replied = false, cancel_delivered = false;
+    while (!cancel_replied || !cancel_delivered) {
+        msg = s_recv (&client);
+        if (msg.cmd == DRV_CMD_QUERY_REPLY) {
+            CHECK (msg.corr == 31 && msg.count == 1);
+            CHECK (memcmp (msg.infos [0].id, run [0], 16) == 0);
+            CHECK (msg.infos [0].state == DRV_JOB_CANCELLED);
+            cancel_replied = true;
+        }
+        else
+        if (msg.cmd == DRV_CMD_DELIVER) {
+            CHECK (memcmp (msg.results [0].id, run [0], 16) == 0);
+            cancel_delivered = true;
+        }
+    }
+    msg = s_recv (&live);
+    CHECK (msg.cmd == DRV_CMD_CANCEL && memcmp (msg.ids [0], run [0], 16) == 0);
+    //  Its late result is ignored but returns the credit
+    s_report (&live, run [0], DRV_JOB_DONE, "too late", NULL);
+    msg = s_query (&client, run [0], true, false);
+    CHECK (msg.infos [0].state == DRV_JOB_CANCELLED);
 
     //  Draining: Bye is answered, no more jobs come, held jobs still count
     drv_msg_init (&msg, DRV_CMD_BYE, 99);

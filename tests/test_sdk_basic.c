@@ -27,6 +27,12 @@ s_free_port (void)
     return ntohs (addr.sin_port);
 }
 
+static int
+s_handler (drover_job_t *job, void *arg)
+{
+    return 0;
+}
+
 static void
 test_strerror (void)
 {
@@ -136,11 +142,11 @@ test_bad_args (void)
     drover_worker_t *worker = drover_worker_new (&wcfg);
     assert (worker);
     assert (drover_worker_run (worker) == DROVER_EINVAL);       //  no handler
-    assert (drover_worker_handle (worker, "", (drover_handler_fn *) test_bad_args, NULL) == DROVER_EINVAL);
-    assert (drover_worker_handle (worker, "bad name", (drover_handler_fn *) test_bad_args, NULL) == DROVER_EINVAL);
+    assert (drover_worker_handle (worker, "", s_handler, NULL) == DROVER_EINVAL);
+    assert (drover_worker_handle (worker, "bad name", s_handler, NULL) == DROVER_EINVAL);
     assert (drover_worker_handle (worker, "q", NULL, NULL) == DROVER_EINVAL);
-    assert (drover_worker_handle (worker, "q", (drover_handler_fn *) test_bad_args, NULL) == 0);
-    assert (drover_worker_handle (worker, "q", (drover_handler_fn *) test_bad_args, NULL) == DROVER_EINVAL);
+    assert (drover_worker_handle (worker, "q", s_handler, NULL) == 0);
+    assert (drover_worker_handle (worker, "q", s_handler, NULL) == DROVER_EINVAL);
     assert (drover_worker_set_concurrency (worker, 0) == DROVER_EINVAL);
     assert (drover_worker_set_concurrency (worker, 4) == 0);
     assert (drover_worker_set_prefetch (worker, -1) == DROVER_EINVAL);
@@ -168,7 +174,7 @@ test_unreachable (void)
     assert (client == NULL);
 
     drover_worker_t *worker = drover_worker_new (&cfg);
-    assert (drover_worker_handle (worker, "q", (drover_handler_fn *) test_unreachable, NULL) == 0);
+    assert (drover_worker_handle (worker, "q", s_handler, NULL) == 0);
     start = drv_now_ms ();
     assert (drover_worker_run (worker) == DROVER_EUNREACHABLE);
     took = drv_now_ms () - start;
@@ -203,7 +209,7 @@ test_missing_keys (void)
 
     drover_worker_t *worker = drover_worker_new (&cfg);
     assert (worker);
-    assert (drover_worker_handle (worker, "q", (drover_handler_fn *) test_missing_keys, NULL) == 0);
+    assert (drover_worker_handle (worker, "q", s_handler, NULL) == 0);
     assert (drover_worker_run (worker) == DROVER_EKEY);
     drover_worker_destroy (&worker);
     unlink (path);

@@ -79,6 +79,7 @@ s_wait_stop (int ms)
 static int
 s_child (void *arg, int slot, char *why, size_t why_size)
 {
+    (void) arg;
     long starts = s_mark ("start", slot);
     switch (s_mode) {
         case S_CRASH_TWICE:

@@ -1,4 +1,5 @@
-# drover-worker tests (included by tests/CMakeLists.txt). None needs a broker.
+# drover-worker tests (included by tests/CMakeLists.txt). Only test_worker_e2e
+# needs a broker, and runs its own in process.
 
 # The --exec runner on its own: pipes, timeouts, kills, big payloads.
 add_executable(test_exec ${CMAKE_CURRENT_LIST_DIR}/test_exec.c
@@ -23,3 +24,12 @@ add_test(NAME test_worker_cli
   COMMAND sh ${CMAKE_CURRENT_LIST_DIR}/test_worker_cli.sh
           $<TARGET_FILE:drover-worker> $<TARGET_FILE:drover_example_plugin>)
 set_tests_properties(test_worker_cli PROPERTIES TIMEOUT 60)
+
+# drover-worker end to end: a broker actor in process, the real binary as
+# child processes, jobs through the SDK client.
+add_executable(test_worker_e2e ${CMAKE_CURRENT_LIST_DIR}/test_worker_e2e.c)
+target_link_libraries(test_worker_e2e PRIVATE drover_broker drover_static)
+add_dependencies(test_worker_e2e drover-worker drover_example_plugin)
+add_test(NAME test_worker_e2e
+  COMMAND test_worker_e2e $<TARGET_FILE:drover-worker> $<TARGET_FILE:drover_example_plugin>)
+set_tests_properties(test_worker_e2e PROPERTIES TIMEOUT 120)

@@ -124,8 +124,9 @@ typedef struct _drover_future_t drover_future_t;
 
 //  Connects to the broker and completes the handshake, waiting at most
 //  cfg->timeout_ms. On success stores a new client in *client_p and returns
-//  0; otherwise returns DROVER_EUNREACHABLE, DROVER_EUNAUTH, DROVER_EKEY,
-//  DROVER_EPROTO or DROVER_EINVAL, and *client_p is untouched.
+//  0; otherwise returns DROVER_EUNREACHABLE, DROVER_EUNAUTH, DROVER_EDENIED
+//  (our key's role may not connect as a client), DROVER_EKEY, DROVER_EPROTO
+//  or DROVER_EINVAL, and *client_p is untouched.
 int drover_client_connect (const drover_connect_t *cfg, drover_client_t **client_p);
 
 //  Says goodbye to the broker and frees the client. Outstanding futures stay
@@ -268,8 +269,9 @@ int drover_worker_set_prefetch (drover_worker_t *worker, int jobs);
 
 //  Connects and serves until stopped. Reconnects and re-registers by itself
 //  when the broker restarts. Returns 0 after a graceful stop (in-flight
-//  jobs finished and reported), or DROVER_EUNAUTH / DROVER_EKEY /
-//  DROVER_EUNREACHABLE when the first connection cannot be made.
+//  jobs finished and reported), or DROVER_EUNAUTH / DROVER_EDENIED (role
+//  may not serve) / DROVER_EKEY / DROVER_EUNREACHABLE / DROVER_EPROTO when
+//  the first connection cannot be made.
 int drover_worker_run (drover_worker_t *worker);
 
 //  Asks a running worker to drain: stop taking jobs, finish the ones held,

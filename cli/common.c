@@ -1,0 +1,431 @@
+/*  common.c - option parsing, connecting, exit codes, signals and child
+    processes for the drover CLI. See common.h.
+*/
+#include "common.h"
+
+#include <assert.h>
+#include <czmq.h>
+#include <ctype.h>
+#include <errno.h>
+#include <limits.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+extern char **environ;
+
+//  Errors and exit codes -------------------------------------------------
+
+void
+cli_error (const char *format, ...)
+{
+    //  One line, built first, so that lines from several processes sharing
+    //  a terminal (demo, up) do not interleave mid-line.
+    char line [1024];
+    va_list args;
+    va_start (args, format);
+    vsnprintf (line, sizeof line, format, args);
+    va_end (args);
+    fflush (stdout);
+    fprintf (stderr, "drover: %s\n", line);
+}
+
+int
+cli_usage (const char *cmd, const char *format, ...)
+{
+    char line [768];
+    va_list args;
+    va_start (args, format);
+    vsnprintf (line, sizeof line, format, args);
+    va_end (args);
+    cli_error ("%s: %s (see 'drover %s --help')", cmd, line, cmd);
+    return CLI_EXIT_USAGE;
+}
+
+int
+cli_exit_code (int err)
+{
+    switch (err) {
+        case DROVER_OK:
+            return CLI_EXIT_OK;
+        case DROVER_EINVAL:
+            return CLI_EXIT_USAGE;
+        //  All of these mean "fix how you connect", not "the job failed".
+        case DROVER_EUNREACHABLE:
+        case DROVER_EUNAUTH:
+        case DROVER_EKEY:
+        case DROVER_EDENIED:
+        case DROVER_EPROTO:
+            return CLI_EXIT_CONNECT;
+        default:
+            return CLI_EXIT_FAILED;
+    }
+}
+
+//  Option parsing --------------------------------------------------------
+
+int
+cli_getopt (int argc, char **argv, const char *shortopts, const struct option *longopts)
+{
+    assert (shortopts && shortopts [0] == ':');
+    opterr = 0;                 //  we print our own, prefixed messages
+    int opt = getopt_long (argc, argv, shortopts, longopts, NULL);
+    if (opt != '?' && opt != ':')
+        return opt;
+
+    //  getopt leaves the offending word at optind - 1, except for an unknown
+    //  short option inside a cluster such as -qx, which only optopt names.
+    const char *word = optind > 0 && optind <= argc? argv [optind - 1]: "";
+    char shown [64];
+    if (strncmp (word, "--", 2) == 0) {
+        snprintf (shown, sizeof shown, "%s", word);
+        char *equals = strchr (shown, '=');
+        if (equals)
+            *equals = 0;
+    }
+    else
+    if (optopt > 0 && optopt < 128 && isprint (optopt))
+        snprintf (shown, sizeof shown, "-%c", optopt);
+    else
+        snprintf (shown, sizeof shown, "%s", word);
+
+    //  "--wait=3" also lands here: name the real mistake.
+    bool takes_no_value = false;
+    if (opt == '?' && strchr (word, '=') && strncmp (word, "--", 2) == 0)
+        for (const struct option *option = longopts; option->name; option++)
+            if (streq (option->name, shown + 2) && option->has_arg == no_argument)
+                takes_no_value = true;
+    if (opt == ':')
+        cli_usage (argv [0], "option '%s' needs a value", shown);
+    else
+    if (takes_no_value)
+        cli_usage (argv [0], "option '%s' takes no value", shown);
+    else
+        cli_usage (argv [0], "unknown option '%s'", shown);
+    return '?';
+}
+
+int
+cli_parse_seconds (const char *text, int64_t *ms_p)
+{
+    if (!text || !*text || isspace ((unsigned char) *text))
+        return -1;
+    char *end = NULL;
+    errno = 0;
+    double seconds = strtod (text, &end);
+    //  The range check also rejects nan; a year is a generous upper bound
+    //  that keeps every later int conversion safe.
+    if (errno || *end || !(seconds >= 0 && seconds <= 366.0 * 24 * 3600))
+        return -1;
+    *ms_p = (int64_t) (seconds * 1000.0 + 0.5);
+    return 0;
+}
+
+int
+cli_parse_long (const char *text, long min, long max, long *value_p)
+{
+    if (!text || !*text || isspace ((unsigned char) *text))
+        return -1;
+    char *end = NULL;
+    errno = 0;
+    long value = strtol (text, &end, 10);
+    if (errno || *end || value < min || value > max)
+        return -1;
+    *value_p = value;
+    return 0;
+}
+
+bool
+cli_valid_queue (const char *name)
+{
+    size_t length = name? strlen (name): 0;
+    if (length < 1 || length > 128)
+        return false;
+    for (const char *next = name; *next; next++)
+        if (!isalnum ((unsigned char) *next) && !strchr ("._-:", *next))
+            return false;
+    return true;
+}
+
+//  Connecting --------------------------------------------------------------
+
+int
+cli_connect_option (drover_connect_t *cfg, const char *cmd, int opt, const char *arg)
+{
+    switch (opt) {
+        case CLI_OPT_BROKER:
+            if (!*arg) {
+                cli_usage (cmd, "--broker needs an endpoint such as %s", CLI_DEFAULT_BROKER);
+                return -1;
+            }
+            cfg->endpoint = arg;
+            return 1;
+        case CLI_OPT_SERVER_KEY:
+            cfg->server_key = arg;
+            return 1;
+        case CLI_OPT_CERT:
+            cfg->cert = arg;
+            return 1;
+        case CLI_OPT_INSECURE:
+            cfg->insecure = true;
+            return 1;
+        case CLI_OPT_CONNECT_TIMEOUT: {
+            int64_t ms;
+            if (cli_parse_seconds (arg, &ms) || ms < 1 || ms > INT_MAX) {
+                cli_usage (cmd, "--connect-timeout wants seconds > 0, not '%s'", arg);
+                return -1;
+            }
+            cfg->timeout_ms = (int) ms;
+            return 1;
+        }
+        default:
+            return 0;
+    }
+}
+
+//  Checks that a certificate file can be read, so a typo in a path gets a
+//  message naming the path rather than a generic key error.
+static int
+s_check_key_file (const char *what, const char *path)
+{
+    if (access (path, R_OK) == 0)
+        return 0;
+    cli_error ("cannot read %s '%s': %s", what, path, strerror (errno));
+    return CLI_EXIT_CONNECT;
+}
+
+int
+cli_connect_resolve (drover_connect_t *cfg, const char *cmd)
+{
+    drover_connect_from_env (cfg);
+    if (!cfg->endpoint || !*cfg->endpoint)
+        cfg->endpoint = CLI_DEFAULT_BROKER;
+    if (cfg->timeout_ms <= 0)
+        cfg->timeout_ms = CLI_DEFAULT_CONNECT_MS;
+    if (cfg->insecure)
+        return 0;
+    if (!cfg->server_key || !*cfg->server_key || !cfg->cert || !*cfg->cert)
+        return cli_usage (cmd, "no keys: give --server-key and --cert "
+                          "(or DROVER_SERVER_KEY and DROVER_CERT), or --insecure");
+    int rc = s_check_key_file ("the broker's public certificate", cfg->server_key);
+    if (rc == 0)
+        rc = s_check_key_file ("our secret certificate", cfg->cert);
+    return rc;
+}
+
+int
+cli_connect (drover_connect_t *cfg, const char *cmd, drover_client_t **client_p)
+{
+    int rc = cli_connect_resolve (cfg, cmd);
+    if (rc)
+        return rc;
+    rc = drover_client_connect (cfg, client_p);
+    if (rc == DROVER_OK)
+        return CLI_EXIT_OK;
+
+    switch (rc) {
+        case DROVER_EUNREACHABLE:
+            cli_error ("cannot reach the broker at %s (no answer within %.1f s)",
+                       cfg->endpoint, cfg->timeout_ms / 1000.0);
+            break;
+        case DROVER_EUNAUTH:
+            cli_error ("the broker at %s did not accept us: not authorised "
+                       "(is our key in its allow list, and is the server key right?)",
+                       cfg->endpoint);
+            break;
+        case DROVER_EKEY:
+            cli_error ("cannot use the certificates: server key '%s', cert '%s' "
+                       "(a secret certificate is needed for --cert)",
+                       cfg->server_key, cfg->cert);
+            break;
+        case DROVER_EDENIED:
+            cli_error ("the broker at %s refused us: our key's role may not act "
+                       "as a client (use a producer or admin key)", cfg->endpoint);
+            break;
+        default:
+            cli_error ("cannot connect to the broker at %s: %s",
+                       cfg->endpoint, drover_strerror (rc));
+            break;
+    }
+    //  Whatever the SDK said, a failed connect is a connection problem.
+    return rc == DROVER_EINVAL? CLI_EXIT_USAGE: CLI_EXIT_CONNECT;
+}
+
+//  Signals and waiting ---------------------------------------------------
+
+static volatile sig_atomic_t s_signal_number = 0;
+static volatile sig_atomic_t s_signal_count = 0;
+
+static void
+s_on_signal (int signal_number)
+{
+    s_signal_number = signal_number;
+    s_signal_count++;
+}
+
+void
+cli_signals_init (void)
+{
+    //  CZMQ installs its own SIGINT/SIGTERM handler the first time anything
+    //  creates a socket; that handler sets zsys_interrupted, which makes
+    //  the broker actor and SDK threads stop on their own. Initialising
+    //  CZMQ now and installing ours after it keeps ours in place, so the
+    //  main thread decides the order of shutdown (workers drain before the
+    //  broker stops).
+    zsys_init ();
+    //  CZMQ logs to stdout by default; stdout carries results and ids.
+    zsys_set_logstream (stderr);
+
+    struct sigaction action;
+    memset (&action, 0, sizeof action);
+    action.sa_handler = s_on_signal;
+    sigemptyset (&action.sa_mask);
+    action.sa_flags = 0;        //  no SA_RESTART: let poll() and read() return EINTR
+    sigaction (SIGINT, &action, NULL);
+    sigaction (SIGTERM, &action, NULL);
+}
+
+bool
+cli_interrupted (void)
+{
+    return s_signal_number != 0 || zsys_interrupted;
+}
+
+int
+cli_signal (void)
+{
+    return s_signal_number? s_signal_number: (zsys_interrupted? SIGINT: 0);
+}
+
+int64_t
+cli_now_ms (void)
+{
+    struct timespec now;
+    clock_gettime (CLOCK_MONOTONIC, &now);
+    return (int64_t) now.tv_sec * 1000 + now.tv_nsec / 1000000;
+}
+
+int
+cli_future_wait (drover_future_t *future, cli_wait_t what, int64_t deadline_ms)
+{
+    //  Short slices keep Ctrl-C responsive whatever the SDK does with
+    //  signals, at the cost of a wake-up every 200 ms while waiting.
+    for (;;) {
+        if (cli_interrupted ())
+            return DROVER_EINTR;
+        int slice = 200;
+        if (deadline_ms >= 0) {
+            int64_t left = deadline_ms - cli_now_ms ();
+            slice = left <= 0? 0: left < slice? (int) left: slice;
+        }
+        int rc = what == CLI_WAIT_ACCEPTED
+               ? drover_future_accepted (future, slice)
+               : drover_future_wait (future, slice);
+        if (rc != DROVER_ETIMEDOUT)
+            return rc;
+        if (deadline_ms >= 0 && cli_now_ms () >= deadline_ms)
+            return DROVER_ETIMEDOUT;
+    }
+}
+
+int
+cli_write_out (const void *data, size_t size, bool newline)
+{
+    if (size && fwrite (data, 1, size, stdout) != size)
+        return -1;
+    if (newline && (size == 0 || ((const char *) data) [size - 1] != '\n'))
+        if (putchar ('\n') == EOF)
+            return -1;
+    return ferror (stdout)? -1: 0;
+}
+
+//  Child processes -------------------------------------------------------
+
+int
+cli_spawn (char *const argv [])
+{
+    posix_spawnattr_t attr;
+    posix_spawnattr_init (&attr);
+    //  The child must not inherit our handlers' effect or a blocked mask;
+    //  default SIGPIPE too, in case a caller ignored it.
+    sigset_t mask, defaults;
+    sigemptyset (&mask);
+    sigemptyset (&defaults);
+    sigaddset (&defaults, SIGINT);
+    sigaddset (&defaults, SIGTERM);
+    sigaddset (&defaults, SIGPIPE);
+    posix_spawnattr_setsigmask (&attr, &mask);
+    posix_spawnattr_setsigdefault (&attr, &defaults);
+    posix_spawnattr_setflags (&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+
+    fflush (NULL);              //  a child must not repeat our buffered output
+    pid_t pid = 0;
+    int rc = strchr (argv [0], '/')
+           ? posix_spawn (&pid, argv [0], NULL, &attr, argv, environ)
+           : posix_spawnp (&pid, argv [0], NULL, &attr, argv, environ);
+    posix_spawnattr_destroy (&attr);
+    if (rc) {
+        cli_error ("cannot start %s: %s", argv [0], strerror (rc));
+        return -1;
+    }
+    return (int) pid;
+}
+
+//  Reaps pid if it has ended; true when it is gone.
+static bool
+s_reaped (int pid)
+{
+    int status;
+    pid_t rc = waitpid ((pid_t) pid, &status, WNOHANG);
+    return rc == (pid_t) pid || (rc < 0 && errno == ECHILD);
+}
+
+void
+cli_stop_children (int *pids, size_t count, int grace_ms)
+{
+    for (size_t index = 0; index < count; index++)
+        if (pids [index] > 0)
+            kill ((pid_t) pids [index], SIGTERM);
+
+    int64_t deadline = grace_ms < 0? -1: cli_now_ms () + grace_ms;
+    int signals_before = s_signal_count;
+    for (;;) {
+        size_t left = 0;
+        for (size_t index = 0; index < count; index++) {
+            if (pids [index] > 0 && s_reaped (pids [index]))
+                pids [index] = 0;
+            if (pids [index] > 0)
+                left++;
+        }
+        if (left == 0)
+            return;
+        //  Out of patience, or the user pressed Ctrl-C again: no more drain.
+        if ((deadline >= 0 && cli_now_ms () >= deadline)
+        ||  s_signal_count != signals_before)
+            break;
+        usleep (20 * 1000);
+    }
+    for (size_t index = 0; index < count; index++)
+        if (pids [index] > 0) {
+            kill ((pid_t) pids [index], SIGKILL);
+            waitpid ((pid_t) pids [index], NULL, 0);
+            pids [index] = 0;
+        }
+}
+
+char *
+cli_self_exe (void)
+{
+    char path [PATH_MAX];
+    ssize_t size = readlink ("/proc/self/exe", path, sizeof path - 1);
+    if (size <= 0)
+        return NULL;
+    path [size] = 0;
+    return strdup (path);
+}

@@ -1,0 +1,198 @@
+/*  common.h - helpers shared by the drover command-line client.
+
+    Each command group lives in its own file (keygen.c, jobs.c, up.c,
+    demo.c, bench.c) and exports one cli_<command> function per command;
+    main.c dispatches to them through a table. This header holds what they
+    share: error output and exit codes, option parsing, connection options
+    and the connect step, waiting on futures with interrupt checks, and the
+    key ring that `up` and `demo` generate.
+
+    Exit codes (the contract scripts rely on):
+        0   success
+        1   a job or an operation failed
+        2   bad usage (message on stderr)
+        3   cannot reach or authenticate to the broker, or a key is unusable
+*/
+#ifndef CLI_COMMON_H_INCLUDED
+#define CLI_COMMON_H_INCLUDED
+
+#include <drover.h>
+#include <getopt.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define CLI_EXIT_OK       0
+#define CLI_EXIT_FAILED   1
+#define CLI_EXIT_USAGE    2
+#define CLI_EXIT_CONNECT  3
+
+#define CLI_DEFAULT_BROKER      "tcp://127.0.0.1:5555"
+#define CLI_DEFAULT_CONNECT_MS  5000
+//  How long status, cancel and stats wait for the broker's answer.
+#define CLI_DEFAULT_REQUEST_MS  5000
+
+//  Every command has this shape; argv [0] is the command name.
+typedef int (cli_command_fn) (int argc, char **argv);
+
+//  Commands, one file per group ------------------------------------------
+
+int cli_keygen (int argc, char **argv);         //  keygen.c
+int cli_submit (int argc, char **argv);         //  jobs.c
+int cli_map (int argc, char **argv);
+int cli_result (int argc, char **argv);
+int cli_status (int argc, char **argv);
+int cli_cancel (int argc, char **argv);
+int cli_stats (int argc, char **argv);
+int cli_up (int argc, char **argv);             //  up.c
+int cli_demo (int argc, char **argv);           //  demo.c
+int cli_demo_worker (int argc, char **argv);
+int cli_bench (int argc, char **argv);          //  bench.c
+
+//  Errors and exit codes -------------------------------------------------
+
+//  Prints "drover: <message>" and a newline on stderr.
+void cli_error (const char *format, ...) __attribute__ ((format (printf, 1, 2)));
+
+//  Prints "drover: <cmd>: <message> (see 'drover <cmd> --help')" on stderr
+//  and returns CLI_EXIT_USAGE, so a parser can `return cli_usage (...)`.
+int cli_usage (const char *cmd, const char *format, ...) __attribute__ ((format (printf, 2, 3)));
+
+//  Maps an SDK error to the exit code of the contract above.
+int cli_exit_code (int err);
+
+//  Option parsing --------------------------------------------------------
+
+//  getopt_long with our error messages. shortopts must start with ':' so
+//  that a missing value is told apart from an unknown option. Returns the
+//  option, -1 at the end, or '?' after printing a usage error (the caller
+//  then returns CLI_EXIT_USAGE).
+int cli_getopt (int argc, char **argv, const char *shortopts,
+                const struct option *longopts);
+
+//  Parses seconds, decimals allowed ("2", "0.5"), into milliseconds.
+//  Returns 0, or -1 when text is not a non-negative number within range.
+int cli_parse_seconds (const char *text, int64_t *ms_p);
+
+//  Parses a whole decimal number within [min, max]. Returns 0 or -1.
+int cli_parse_long (const char *text, long min, long max, long *value_p);
+
+//  True for a valid queue name: 1 to 128 bytes of A-Z a-z 0-9 . _ - :
+//  (docs/PROTOCOL.md section 3). Checked here so a typo is a usage error
+//  before any connection.
+bool cli_valid_queue (const char *name);
+#define CLI_QUEUE_RULE "1 to 128 characters of A-Z a-z 0-9 . _ - :"
+
+//  Connection options shared by every client command --------------------
+
+enum {
+    CLI_OPT_BROKER = 0x1000,
+    CLI_OPT_SERVER_KEY,
+    CLI_OPT_CERT,
+    CLI_OPT_INSECURE,
+    CLI_OPT_CONNECT_TIMEOUT
+};
+
+//  Put this inside a command's struct option array.
+#define CLI_CONNECT_OPTIONS \
+    { "broker",          required_argument, NULL, CLI_OPT_BROKER }, \
+    { "server-key",      required_argument, NULL, CLI_OPT_SERVER_KEY }, \
+    { "cert",            required_argument, NULL, CLI_OPT_CERT }, \
+    { "insecure",        no_argument,       NULL, CLI_OPT_INSECURE }, \
+    { "connect-timeout", required_argument, NULL, CLI_OPT_CONNECT_TIMEOUT }
+
+//  Help text for the options above, for each command's usage.
+#define CLI_CONNECT_HELP \
+    "Connection (flags override the environment):\n" \
+    "      --broker EP          broker endpoint [$DROVER_BROKER, default " CLI_DEFAULT_BROKER "]\n" \
+    "      --server-key PATH    broker's public certificate [$DROVER_SERVER_KEY]\n" \
+    "      --cert PATH          our secret certificate [$DROVER_CERT]\n" \
+    "      --insecure           plaintext, for a broker run with --insecure [$DROVER_INSECURE]\n" \
+    "      --connect-timeout S  give up connecting after S seconds (default 5)\n"
+
+//  Handles one of the CLI_OPT_* options into cfg (strings are borrowed
+//  from argv). Returns 1 when handled, 0 when opt is not a connection
+//  option, or -1 after printing a usage error for a bad value.
+int cli_connect_option (drover_connect_t *cfg, const char *cmd, int opt, const char *arg);
+
+//  Completes cfg from the environment and defaults and checks it: a usage
+//  error (missing keys without --insecure) returns CLI_EXIT_USAGE, an
+//  unreadable key file CLI_EXIT_CONNECT; both print why. Returns 0 if usable.
+int cli_connect_resolve (drover_connect_t *cfg, const char *cmd);
+
+//  Resolves cfg, connects and reports any failure in one line. Returns 0
+//  with *client_p set, or the exit code to return.
+int cli_connect (drover_connect_t *cfg, const char *cmd, drover_client_t **client_p);
+
+//  Signals and waiting ---------------------------------------------------
+
+//  Installs the SIGINT/SIGTERM handler: it sets a flag (and CZMQ's
+//  zsys_interrupted, which the SDK and the broker actor watch). Call once,
+//  before any thread starts.
+void cli_signals_init (void);
+
+//  True once SIGINT or SIGTERM arrived; cli_signal() says which (0 if none).
+bool cli_interrupted (void);
+int cli_signal (void);
+
+//  Monotonic clock in milliseconds.
+int64_t cli_now_ms (void);
+
+typedef enum {
+    CLI_WAIT_ACCEPTED,          //  until the broker accepted (or refused) the job
+    CLI_WAIT_DONE               //  until the job ended
+} cli_wait_t;
+
+//  Waits on a future until the event or the deadline (cli_now_ms based;
+//  < 0 means none), checking for SIGINT between short slices so a blocked
+//  CLI always reacts to Ctrl-C. Returns what the SDK wait returned, or
+//  DROVER_EINTR.
+int cli_future_wait (drover_future_t *future, cli_wait_t what, int64_t deadline_ms);
+
+//  Writes size bytes to stdout; with newline, adds '\n' unless the data
+//  already ends in one. Returns 0 or -1 (stdout closed).
+int cli_write_out (const void *data, size_t size, bool newline);
+
+//  Key ring for `up` and `demo` ------------------------------------------
+
+//  Paths of the certificates in a key directory; heap strings owned by
+//  the struct, freed by cli_keyring_close().
+typedef struct {
+    char *dir;                  //  the directory itself
+    char *server;               //  broker public certificate
+    char *server_secret;        //  broker secret certificate
+    char *producer_secret;      //  producer secret certificate
+    char *worker_secret;        //  worker secret certificate
+    char *admin_secret;         //  admin secret certificate
+    char *allow;                //  allow-list directory (public certs)
+} cli_keyring_t;
+
+//  Writes a new certificate pair PATH / PATH_secret (0600) with role
+//  metadata (NULL = none). Refuses existing files unless force. Returns 0,
+//  or -1 after printing why. If public_txt is not NULL it receives the
+//  public key in Z85 (41 bytes).
+int cli_cert_write (const char *path, const char *role, bool force, char *public_txt);
+
+//  Fills ring with the paths under dir and makes sure the keys exist: an
+//  absent or empty dir gets a fresh server, producer, worker and admin key
+//  and an allow list; a complete one is reused (*reused set). An
+//  incomplete one is an error. Paths are absolute. Returns 0 or -1 (printed);
+//  call cli_keyring_close() afterwards in either case.
+int cli_keyring_open (cli_keyring_t *ring, const char *dir, bool *reused);
+void cli_keyring_close (cli_keyring_t *ring);
+
+//  Child processes -------------------------------------------------------
+
+//  Starts argv [0] (a path, or a name looked up in PATH when it has no
+//  '/') with argv. Never forks without exec: safe once threads run.
+//  Returns the pid or -1 (printed).
+int cli_spawn (char *const argv []);
+
+//  Sends SIGTERM to each pid > 0 and reaps them; after grace_ms sends
+//  SIGKILL to those left. Sets each reaped pid to 0.
+void cli_stop_children (int *pids, size_t count, int grace_ms);
+
+//  Our own executable's path (/proc/self/exe), heap string or NULL.
+char *cli_self_exe (void);
+
+#endif

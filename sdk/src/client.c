@@ -1,0 +1,1607 @@
+/*  client.c - drover_client_t: submits jobs and collects results.
+
+    Every client has a background I/O thread that owns its DEALER socket
+    (and its own ZeroMQ context, so a broker actor in the same process keeps
+    CZMQ's). API calls on any thread put work on a locked queue and raise a
+    wake-up signal only when the queue goes from empty to non-empty. Each
+    loop turn the I/O thread takes the whole queue and sends all new submits
+    as one Submit message per max_batch jobs, with one payload frame per job
+    that points at the caller's copied buffer; then it drains every message
+    waiting on the socket before it sleeps again. That batching is what
+    carries Drover past CURVE's per-message cost.
+
+    Futures are reference counted (the caller's reference, the client's while
+    the job is unresolved, and one per payload frame ZeroMQ still holds). The
+    I/O thread keeps unresolved futures in an id map for routing SubmitAck,
+    Deliver and QueryReply entries, and unacknowledged submits in a list, in
+    submission order, so it can resend them after a re-hello.
+*/
+#include "common.h"
+#include "idmap.h"
+
+#include <errno.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+//  Future ------------------------------------------------------------------
+
+struct _drover_future_t {
+    atomic_int refs;                //  caller + client + frames in flight
+    pthread_mutex_t lock;           //  guards the outcome fields below
+    pthread_cond_t cond;            //  broadcast on acceptance and resolution
+    bool acked;                     //  the broker answered the submit (or knows the job)
+    int accept_err;                 //  0 when accepted, else the refusal
+    bool resolved;                  //  the outcome is final
+    int err;                        //  outcome: 0, DROVER_EFAILED, ...
+    uint32_t attempts;              //  attempts the broker reported
+    char *error;                    //  failure text, or NULL
+    zmq_msg_t result;               //  result payload (moved from the wire)
+    drover_future_fn *fn;           //  callback on resolution, or NULL
+    void *fn_arg;                   //  its argument
+    uint8_t id [DRV_ID_SIZE];       //  job id
+    char id_text [DROVER_ID_TEXT + 1];  //  job id as hex
+
+    //  Fields below belong to the I/O thread (or to the creator before
+    //  the future is queued)
+    bool fetch;                     //  made by drover_fetch, not by a submit
+    drv_jobspec_t spec;             //  what to (re)send; queue is interned
+    void *payload;                  //  our copy of the input, until acked
+    size_t size;                    //  its size
+    atomic_int payload_users;       //  our hold + payload frames in flight
+    bool holding;                   //  we still hold the payload (unacked)
+    bool listed;                    //  on the unacked list
+    uint64_t corr;                  //  corr of the last Submit/Query carrying it
+    drover_future_t *next;          //  API queue, then unacked list
+    drover_future_t *prev;          //  unacked list
+    drover_future_t *twin;          //  another future for the same id
+};
+
+//  Blocking request (status, cancel, stats) ---------------------------------
+
+typedef enum { REQ_STATUS, REQ_CANCEL, REQ_STATS } req_kind_t;
+
+typedef struct _request_t request_t;
+struct _request_t {
+    req_kind_t kind;                //  what to ask
+    int refs;                       //  caller + I/O thread (client lock)
+    bool done;                      //  answered (client lock)
+    bool abandoned;                 //  caller gave up waiting (client lock)
+    int err;                        //  outcome
+    uint8_t id [DRV_ID_SIZE];       //  job concerned (status, cancel)
+    uint64_t corr;                  //  corr of the request on the wire
+    bool sent;                      //  sent on the current session
+    drover_job_info_t info;         //  status/cancel answer
+    drover_stats_t *stats;          //  stats answer
+    request_t *next;                //  queue / pending list
+};
+
+//  Client ----------------------------------------------------------------
+
+struct _drover_client_t {
+    drv_config_t config;            //  our copy of the settings
+    drv_keys_t keys;                //  CURVE keys, if any
+    void *ctx;                      //  our own ZeroMQ context
+    pthread_t thread;               //  the I/O thread
+    drv_signal_t wake;              //  raised when work is queued
+    uint8_t session [DRV_ID_SIZE];  //  Hello.session for this handle
+
+    pthread_mutex_t lock;           //  guards the fields down to max_payload
+    pthread_cond_t cond;            //  connect result and request answers
+    drover_future_t *queue_head;    //  futures waiting for the I/O thread
+    drover_future_t *queue_tail;    //  last of them
+    request_t *req_head;            //  requests waiting for the I/O thread
+    request_t *req_tail;            //  last of them
+    bool closing;                   //  destroy has begun
+    int connect_result;             //  -1 while connecting, else the outcome
+    char connect_why [256];         //  why connecting failed
+    char **queues;                  //  interned queue names
+    size_t queue_count;             //  names in use
+    size_t queue_cap;               //  names allocated
+    atomic_uint max_payload;        //  from Welcome
+
+    //  I/O thread only
+    drv_conn_t conn;                //  DEALER to the broker
+    drv_codec_t *rx;                //  decodes what arrives
+    drv_codec_t *tx;                //  encodes what leaves
+    bool thread_started;            //  s_io_thread is running or ran
+    drv_frames_t frames;            //  last message received
+    drv_idmap_t *map;               //  id -> unresolved future chain
+    drover_future_t *unacked_head;  //  submits not yet acknowledged, in order
+    drover_future_t *unacked_tail;  //  last of them
+    drover_future_t *unsent;        //  first unacked submit not yet sent
+    drover_future_t *fetch_head;    //  fetches waiting to be queried
+    drover_future_t *fetch_tail;    //  last of them
+    request_t *pending;             //  requests not yet answered
+    zmq_msg_t *payloads;            //  scratch payload frames for a batch
+    size_t payload_cap;             //  frames allocated
+    bool welcomed;                  //  a session is established
+    bool ever_welcomed;             //  the first Welcome has arrived
+    bool blocked;                   //  last send hit the high-water mark
+    bool bye_sent;                  //  closing: Bye is out
+    bool bye_received;              //  closing: the broker answered Bye
+    uint64_t corr;                  //  last correlation number used
+    uint64_t hello_corr;            //  corr of the outstanding Hello
+    uint32_t heartbeat_ms;          //  from Welcome
+    uint32_t max_batch;             //  from Welcome
+    uint64_t last_send;             //  ms, for heartbeats
+    uint64_t last_recv;             //  ms, for liveness
+    uint64_t connect_deadline;      //  ms, first connection only
+    uint64_t bye_deadline;          //  ms, when closing
+    uint8_t broker_id [DRV_ID_SIZE];    //  broker we last talked to
+};
+
+static const char *s_component = "client";
+
+//  Future helpers ---------------------------------------------------------
+
+static drover_future_t *
+s_future_new (void)
+{
+    drover_future_t *self = calloc (1, sizeof *self);
+    if (!self)
+        return NULL;
+    atomic_init (&self->refs, 2);       //  caller + client
+    atomic_init (&self->payload_users, 1);
+    pthread_mutex_init (&self->lock, NULL);
+    drv_cond_init (&self->cond);
+    zmq_msg_init (&self->result);
+    self->holding = true;
+    return self;
+}
+
+static void
+s_future_free (drover_future_t *self)
+{
+    pthread_mutex_destroy (&self->lock);
+    pthread_cond_destroy (&self->cond);
+    zmq_msg_close (&self->result);
+    free (self->error);
+    free (self->payload);
+    free (self);
+}
+
+static void
+s_future_unref (drover_future_t *self)
+{
+    if (atomic_fetch_sub_explicit (&self->refs, 1, memory_order_acq_rel) == 1)
+        s_future_free (self);
+}
+
+//  Drops one user of the payload copy; the last one frees it.
+static void
+s_payload_release (drover_future_t *self)
+{
+    if (atomic_fetch_sub_explicit (&self->payload_users, 1, memory_order_acq_rel) == 1) {
+        free (self->payload);
+        self->payload = NULL;
+    }
+}
+
+//  ZeroMQ calls this (on its own thread) when a payload frame is done.
+static void
+s_frame_free (void *data, void *hint)
+{
+    drover_future_t *self = (drover_future_t *) hint;
+    s_payload_release (self);
+    s_future_unref (self);
+}
+
+//  Our own hold on the payload ends on acknowledgement or resolution.
+static void
+s_future_drop_payload (drover_future_t *self)
+{
+    if (self->holding) {
+        self->holding = false;
+        s_payload_release (self);
+    }
+}
+
+//  Sets the final outcome once, wakes waiters and runs the callback.
+//  payload (may be NULL) is moved into the future, or copied when copy.
+static void
+s_future_resolve (drover_future_t *self, int err, const char *error, uint32_t attempts,
+                  zmq_msg_t *payload, bool copy, bool known)
+{
+    pthread_mutex_lock (&self->lock);
+    if (self->resolved) {
+        pthread_mutex_unlock (&self->lock);
+        return;
+    }
+    self->resolved = true;
+    self->err = err;
+    self->attempts = attempts;
+    if (error && *error)
+        self->error = strdup (error);
+    else
+    if (err && err != DROVER_ECANCELLED)
+        self->error = strdup (drover_strerror (err));
+    if (payload) {
+        if (copy)
+            zmq_msg_copy (&self->result, payload);
+        else
+            zmq_msg_move (&self->result, payload);
+    }
+    //  An outcome from the broker means it had accepted the job
+    if (known && !self->acked) {
+        self->acked = true;
+        self->accept_err = 0;
+    }
+    drover_future_fn *fn = self->fn;
+    void *fn_arg = self->fn_arg;
+    self->fn = NULL;
+    pthread_cond_broadcast (&self->cond);
+    pthread_mutex_unlock (&self->lock);
+    if (fn)
+        fn (self, fn_arg);
+}
+
+static void
+s_future_accept (drover_future_t *self, int accept_err)
+{
+    pthread_mutex_lock (&self->lock);
+    if (!self->acked) {
+        self->acked = true;
+        self->accept_err = accept_err;
+        pthread_cond_broadcast (&self->cond);
+    }
+    pthread_mutex_unlock (&self->lock);
+}
+
+//  Unacked list -----------------------------------------------------------
+
+static void
+s_unacked_append (drover_client_t *self, drover_future_t *f)
+{
+    f->next = NULL;
+    f->prev = self->unacked_tail;
+    if (self->unacked_tail)
+        self->unacked_tail->next = f;
+    else
+        self->unacked_head = f;
+    self->unacked_tail = f;
+    f->listed = true;
+    if (!self->unsent)
+        self->unsent = f;
+}
+
+static void
+s_unacked_remove (drover_client_t *self, drover_future_t *f)
+{
+    if (!f->listed)
+        return;
+    if (self->unsent == f)
+        self->unsent = f->next;
+    if (f->prev)
+        f->prev->next = f->next;
+    else
+        self->unacked_head = f->next;
+    if (f->next)
+        f->next->prev = f->prev;
+    else
+        self->unacked_tail = f->prev;
+    f->next = f->prev = NULL;
+    f->listed = false;
+}
+
+//  Id map of future chains ------------------------------------------------
+
+static int
+s_map_add (drover_client_t *self, drover_future_t *f)
+{
+    drover_future_t *head = (drover_future_t *) drv_idmap_get (self->map, f->id);
+    if (head) {
+        //  A second future for a known id (a fetch): chain it
+        f->twin = head->twin;
+        head->twin = f;
+        return 0;
+    }
+    f->twin = NULL;
+    return drv_idmap_put (self->map, f->id, f);
+}
+
+//  Takes f out of its chain; the client's reference stays with the caller.
+static void
+s_map_remove (drover_client_t *self, drover_future_t *f)
+{
+    drover_future_t *head = (drover_future_t *) drv_idmap_get (self->map, f->id);
+    if (!head)
+        return;
+    if (head == f) {
+        if (f->twin)
+            drv_idmap_put (self->map, f->id, f->twin);
+        else
+            drv_idmap_remove (self->map, f->id);
+    }
+    else {
+        drover_future_t *prev = head;
+        while (prev->twin && prev->twin != f)
+            prev = prev->twin;
+        if (prev->twin == f)
+            prev->twin = f->twin;
+    }
+    f->twin = NULL;
+}
+
+//  Resolves f and lets the client's reference go.
+static void
+s_finish (drover_client_t *self, drover_future_t *f, int err, const char *error,
+          uint32_t attempts, zmq_msg_t *payload, bool copy, bool known)
+{
+    s_map_remove (self, f);
+    s_unacked_remove (self, f);
+    s_future_drop_payload (f);
+    s_future_resolve (f, err, error, attempts, payload, copy, known);
+    s_future_unref (f);
+}
+
+//  Resolves every future of a chain with a job outcome from the broker.
+static void
+s_finish_chain (drover_client_t *self, const uint8_t *id, drv_job_state_t state,
+                const char *error, uint32_t attempts, zmq_msg_t *payload)
+{
+    drover_future_t *f = (drover_future_t *) drv_idmap_remove (self->map, id);
+    int err = state == DRV_JOB_DONE? 0:
+              state == DRV_JOB_CANCELLED? DROVER_ECANCELLED: DROVER_EFAILED;
+    while (f) {
+        drover_future_t *twin = f->twin;
+        f->twin = NULL;
+        s_unacked_remove (self, f);
+        s_future_drop_payload (f);
+        //  The last future takes the frame; earlier ones share it
+        s_future_resolve (f, err, error, attempts,
+                          state == DRV_JOB_DONE? payload: NULL, twin != NULL, true);
+        s_future_unref (f);
+        f = twin;
+    }
+}
+
+//  Sending ----------------------------------------------------------------
+
+static int
+s_send (drover_client_t *self, drv_msg_t *msg, zmq_msg_t *payloads, size_t count)
+{
+    int rc = drv_send_msg (self->conn.socket, self->tx, msg, payloads, count, ZMQ_DONTWAIT);
+    if (rc == 0)
+        self->last_send = drv_now_ms ();
+    else {
+        //  Try again when the socket can take more (POLLOUT)
+        if (errno != EAGAIN)
+            drv_log (DRV_LOG_WARN, s_component, "cannot send %s: %s",
+                     drv_cmd_name (msg->cmd), zmq_strerror (errno));
+        self->blocked = true;
+    }
+    return rc;
+}
+
+static int
+s_send_simple (drover_client_t *self, drv_cmd_t cmd, uint64_t corr)
+{
+    drv_msg_t msg;
+    drv_codec_reset (self->tx);
+    drv_msg_init (&msg, cmd, corr);
+    return s_send (self, &msg, NULL, 0);
+}
+
+static void
+s_send_hello (drover_client_t *self)
+{
+    drv_msg_t msg;
+    drv_codec_reset (self->tx);
+    self->hello_corr = ++self->corr;
+    drv_msg_init (&msg, DRV_CMD_HELLO, self->hello_corr);
+    msg.hello.kind = DRV_PEER_CLIENT;
+    memcpy (msg.hello.session, self->session, DRV_ID_SIZE);
+    msg.hello.name = self->config.name;
+    msg.hello.version_min = DRV_PROTOCOL_VERSION;
+    msg.hello.version_max = DRV_PROTOCOL_VERSION;
+    //  If it cannot leave now, the liveness timer opens a fresh socket
+    if (drv_send_msg (self->conn.socket, self->tx, &msg, NULL, 0, ZMQ_DONTWAIT) == 0)
+        self->last_send = drv_now_ms ();
+    self->welcomed = false;
+}
+
+static int
+s_grow_payloads (drover_client_t *self, size_t count)
+{
+    if (count <= self->payload_cap)
+        return 0;
+    zmq_msg_t *frames = realloc (self->payloads, count * sizeof (zmq_msg_t));
+    if (!frames)
+        return -1;
+    self->payloads = frames;
+    self->payload_cap = count;
+    return 0;
+}
+
+//  Sends unsent submits, max_batch per message. Returns when all are out
+//  or the socket would block.
+static void
+s_flush_submits (drover_client_t *self)
+{
+    while (self->unsent && !self->blocked) {
+        size_t n = 0;
+        for (drover_future_t *f = self->unsent; f && n < self->max_batch; f = f->next)
+            n++;
+        if (s_grow_payloads (self, n))
+            return;
+        drv_codec_reset (self->tx);
+        drv_msg_t msg;
+        drv_msg_init (&msg, DRV_CMD_SUBMIT, ++self->corr);
+        msg.specs = (drv_jobspec_t *) drv_codec_alloc (self->tx, n * sizeof (drv_jobspec_t));
+        if (!msg.specs)
+            return;
+        msg.count = n;
+        drover_future_t *f = self->unsent;
+        for (size_t i = 0; i < n; i++, f = f->next) {
+            msg.specs [i] = f->spec;
+            if (f->size) {
+                //  Zero copy: the frame points at our copy and holds a
+                //  reference on the future until ZeroMQ is done with it
+                atomic_fetch_add (&f->refs, 1);
+                atomic_fetch_add (&f->payload_users, 1);
+                zmq_msg_init_data (&self->payloads [i], f->payload, f->size, s_frame_free, f);
+            }
+            else
+                zmq_msg_init (&self->payloads [i]);
+        }
+        if (s_send (self, &msg, self->payloads, n)) {
+            for (size_t i = 0; i < n; i++)
+                zmq_msg_close (&self->payloads [i]);
+            return;
+        }
+        for (f = self->unsent; n--; f = f->next)
+            f->corr = msg.corr;
+        self->unsent = f;
+    }
+}
+
+//  Sends Query{want_result, watch} for a list of ids.
+static void
+s_send_watch (drover_client_t *self, uint8_t (*ids) [DRV_ID_SIZE], size_t count)
+{
+    drv_msg_t msg;
+    drv_msg_init (&msg, DRV_CMD_QUERY, ++self->corr);
+    msg.query.want_result = true;
+    msg.query.watch = true;
+    msg.ids = ids;
+    msg.count = count;
+    s_send (self, &msg, NULL, 0);
+}
+
+static void
+s_flush_fetches (drover_client_t *self)
+{
+    while (self->fetch_head && !self->blocked) {
+        drv_codec_reset (self->tx);
+        uint8_t (*ids) [DRV_ID_SIZE] = drv_codec_alloc (self->tx, self->max_batch * DRV_ID_SIZE);
+        if (!ids)
+            return;
+        size_t n = 0;
+        drover_future_t *f = self->fetch_head;
+        for (; f && n < self->max_batch; f = f->next)
+            memcpy (ids [n++], f->id, DRV_ID_SIZE);
+        s_send_watch (self, ids, n);
+        if (self->blocked)
+            return;
+        //  Fetch futures are kept alive by the map; only unlink them here
+        while (self->fetch_head != f) {
+            drover_future_t *next = self->fetch_head->next;
+            self->fetch_head->corr = self->corr;
+            self->fetch_head->next = NULL;
+            self->fetch_head = next;
+        }
+        if (!self->fetch_head)
+            self->fetch_tail = NULL;
+    }
+}
+
+static void
+s_flush_requests (drover_client_t *self)
+{
+    for (request_t *req = self->pending; req && !self->blocked; req = req->next) {
+        if (req->sent)
+            continue;
+        drv_msg_t msg;
+        drv_codec_reset (self->tx);
+        req->corr = ++self->corr;
+        if (req->kind == REQ_STATS)
+            drv_msg_init (&msg, DRV_CMD_STATS, req->corr);
+        else {
+            drv_msg_init (&msg, req->kind == REQ_STATUS? DRV_CMD_QUERY: DRV_CMD_CANCEL, req->corr);
+            msg.ids = &req->id;
+            msg.count = 1;
+        }
+        if (s_send (self, &msg, NULL, 0) == 0)
+            req->sent = true;
+    }
+}
+
+typedef struct {
+    drover_client_t *client;        //  whose map this is
+    uint8_t (*ids) [DRV_ID_SIZE];   //  ids to watch again
+    size_t count;                   //  ids collected
+} resync_t;
+
+static void
+s_collect_watch (const uint8_t *id, void *value, void *arg)
+{
+    resync_t *resync = (resync_t *) arg;
+    drover_future_t *head = (drover_future_t *) value;
+    //  Unacked submits are resent instead; their ack and outcome follow
+    if (head->listed && !head->twin)
+        return;
+    memcpy (resync->ids [resync->count++], id, DRV_ID_SIZE);
+}
+
+//  After a new Welcome on a later session: redo what was outstanding.
+static void
+s_resync (drover_client_t *self)
+{
+    self->unsent = self->unacked_head;
+    for (request_t *req = self->pending; req; req = req->next)
+        req->sent = false;
+    size_t total = drv_idmap_size (self->map);
+    if (!total)
+        return;
+    resync_t resync = {self, malloc (total * DRV_ID_SIZE), 0};
+    if (!resync.ids)
+        return;
+    drv_idmap_each (self->map, s_collect_watch, &resync);
+    for (size_t start = 0; start < resync.count; start += self->max_batch) {
+        size_t n = resync.count - start < self->max_batch? resync.count - start: self->max_batch;
+        drv_codec_reset (self->tx);
+        s_send_watch (self, resync.ids + start, n);
+    }
+    free (resync.ids);
+}
+
+//  Closes the socket and starts a fresh session on a new one.
+static void
+s_reconnect (drover_client_t *self, const char *why)
+{
+    drv_log (DRV_LOG_INFO, s_component, "reconnecting to %s: %s", self->config.endpoint, why);
+    drv_conn_close (&self->conn, 0);
+    if (drv_conn_open (&self->conn, self->ctx, &self->config, &self->keys, false)) {
+        drv_log (DRV_LOG_ERROR, s_component, "cannot open socket: %s", zmq_strerror (errno));
+        return;
+    }
+    self->blocked = false;
+    self->last_recv = drv_now_ms ();
+    s_send_hello (self);
+}
+
+//  Requests ----------------------------------------------------------------
+
+static void
+s_request_unref (drover_client_t *self, request_t *req)
+{
+    //  Called with self->lock held
+    if (--req->refs == 0) {
+        drover_stats_destroy (&req->stats);
+        free (req);
+    }
+}
+
+//  Takes req off the pending list and hands its outcome to the caller.
+static void
+s_request_done (drover_client_t *self, request_t *req, int err)
+{
+    request_t **link = &self->pending;
+    while (*link && *link != req)
+        link = &(*link)->next;
+    if (*link)
+        *link = req->next;
+    req->next = NULL;
+    pthread_mutex_lock (&self->lock);
+    req->err = err;
+    req->done = true;
+    pthread_cond_broadcast (&self->cond);
+    s_request_unref (self, req);
+    pthread_mutex_unlock (&self->lock);
+}
+
+static request_t *
+s_request_find (drover_client_t *self, uint64_t corr)
+{
+    if (!corr)
+        return NULL;
+    for (request_t *req = self->pending; req; req = req->next)
+        if (req->sent && req->corr == corr)
+            return req;
+    return NULL;
+}
+
+static void
+s_info_fill (drover_job_info_t *info, const drv_jobinfo_t *in)
+{
+    memset (info, 0, sizeof *info);
+    drover_id_format (in->id, info->id);
+    info->state = drv_state_to_public (in->state);
+    snprintf (info->queue, sizeof info->queue, "%s", in->queue);
+    info->attempts = in->attempts;
+    snprintf (info->error, sizeof info->error, "%s", in->error);
+    info->created_ms = in->created_ms;
+    info->finished_ms = in->finished_ms;
+    info->priority = in->priority;
+    info->payload_size = in->payload_size;
+}
+
+static void
+s_on_query_reply_request (drover_client_t *self, request_t *req, drv_msg_t *msg)
+{
+    if (msg->count != 1 || memcmp (msg->infos [0].id, req->id, DRV_ID_SIZE)) {
+        s_request_done (self, req, DROVER_EPROTO);
+        return;
+    }
+    s_info_fill (&req->info, &msg->infos [0]);
+    int err = 0;
+    if (req->kind == REQ_CANCEL)
+        switch (msg->infos [0].state) {
+            case DRV_JOB_CANCELLED: err = 0; break;
+            case DRV_JOB_UNKNOWN:   err = DROVER_ENOTFOUND; break;
+            default:                err = DROVER_ESTATE; break;
+        }
+    s_request_done (self, req, err);
+}
+
+static void
+s_on_stats_reply (drover_client_t *self, drv_msg_t *msg)
+{
+    request_t *req = s_request_find (self, msg->corr);
+    if (!req || req->kind != REQ_STATS)
+        return;
+    drover_stats_t *stats = calloc (1, sizeof *stats);
+    if (stats && msg->count) {
+        stats->queues = calloc (msg->count, sizeof (drover_queue_stats_t));
+        if (!stats->queues) {
+            free (stats);
+            stats = NULL;
+        }
+    }
+    if (!stats) {
+        s_request_done (self, req, DROVER_ENOMEM);
+        return;
+    }
+    stats->workers = msg->stats.workers;
+    stats->clients = msg->stats.clients;
+    stats->uptime_ms = msg->stats.uptime_ms;
+    stats->jobs_stored = msg->stats.jobs_stored;
+    stats->queue_count = msg->count;
+    for (size_t i = 0; i < msg->count; i++) {
+        drover_queue_stats_t *out = &stats->queues [i];
+        const drv_queue_stats_t *in = &msg->queues [i];
+        snprintf (out->name, sizeof out->name, "%s", in->name);
+        out->queued = in->queued;
+        out->scheduled = in->scheduled;
+        out->running = in->running;
+        out->submitted = in->submitted;
+        out->done = in->done;
+        out->failed = in->failed;
+        out->retried = in->retried;
+        out->workers = in->workers;
+    }
+    req->stats = stats;
+    s_request_done (self, req, 0);
+}
+
+//  Incoming ---------------------------------------------------------------
+
+static void
+s_connect_done (drover_client_t *self, int result, const char *why)
+{
+    pthread_mutex_lock (&self->lock);
+    if (self->connect_result < 0) {
+        self->connect_result = result;
+        snprintf (self->connect_why, sizeof self->connect_why, "%s", why? why: "");
+        pthread_cond_broadcast (&self->cond);
+    }
+    pthread_mutex_unlock (&self->lock);
+}
+
+static void
+s_on_welcome (drover_client_t *self, drv_msg_t *msg)
+{
+    if (msg->corr != self->hello_corr || self->welcomed)
+        return;
+    if (msg->welcome.version != DRV_PROTOCOL_VERSION) {
+        drv_log (DRV_LOG_ERROR, s_component, "broker chose protocol version %u; we speak %d",
+                 msg->welcome.version, DRV_PROTOCOL_VERSION);
+        s_connect_done (self, DROVER_EPROTO, "broker chose an unsupported protocol version");
+        return;
+    }
+    self->welcomed = true;
+    self->heartbeat_ms = msg->welcome.heartbeat_ms? msg->welcome.heartbeat_ms: DRV_DEFAULT_HEARTBEAT_MS;
+    self->max_batch = msg->welcome.max_batch? msg->welcome.max_batch: DRV_DEFAULT_MAX_BATCH;
+    atomic_store (&self->max_payload,
+                  msg->welcome.max_payload? msg->welcome.max_payload: DRV_DEFAULT_MAX_PAYLOAD);
+    if (self->ever_welcomed) {
+        if (memcmp (self->broker_id, msg->welcome.broker_id, DRV_ID_SIZE))
+            drv_log (DRV_LOG_INFO, s_component, "broker restarted; resending outstanding work");
+        s_resync (self);
+    }
+    else {
+        self->ever_welcomed = true;
+        //  The handshake worked; from now on outages are retried quietly
+        drv_conn_unmonitor (&self->conn);
+        s_connect_done (self, 0, NULL);
+    }
+    memcpy (self->broker_id, msg->welcome.broker_id, DRV_ID_SIZE);
+}
+
+static void
+s_on_error (drover_client_t *self, drv_msg_t *msg)
+{
+    drv_code_t code = msg->error.code;
+    if (code == DRV_CODE_REHELLO) {
+        //  One re-hello answers the whole burst of refusals
+        if (self->welcomed) {
+            drv_log (DRV_LOG_INFO, s_component, "broker asks us to hello again");
+            s_send_hello (self);
+            for (request_t *req = self->pending; req; req = req->next)
+                req->sent = false;
+        }
+        return;
+    }
+    if (msg->corr && msg->corr == self->hello_corr && !self->welcomed) {
+        drv_log (DRV_LOG_ERROR, s_component, "broker refused hello: %s %s",
+                 drv_code_name (code), msg->error.message);
+        int err = code == DRV_CODE_DENIED? DROVER_EDENIED: DROVER_EPROTO;
+        s_connect_done (self, err, msg->error.message);
+        return;
+    }
+    int err = drv_code_to_err (code);
+    request_t *req = s_request_find (self, msg->corr);
+    if (req) {
+        s_request_done (self, req, err);
+        return;
+    }
+    //  A whole Submit refused (or a watch Query): fail what it carried
+    bool matched = false;
+    for (drover_future_t *f = self->unacked_head, *next; f && msg->corr; f = next) {
+        next = f->next;
+        if (f->corr == msg->corr) {
+            matched = true;
+            s_finish (self, f, err, msg->error.message, 0, NULL, false, false);
+        }
+    }
+    if (!matched && msg->error.id_count) {
+        for (size_t i = 0; i < msg->error.id_count; i++) {
+            drover_future_t *f = (drover_future_t *) drv_idmap_get (self->map, msg->error.ids [i]);
+            while (f) {
+                drover_future_t *twin = f->twin;
+                if (f->fetch && f->corr == msg->corr)
+                    s_finish (self, f, err, msg->error.message, 0, NULL, false, false);
+                f = twin;
+            }
+        }
+        matched = true;
+    }
+    if (!matched)
+        drv_log (DRV_LOG_WARN, s_component, "broker error %s: %s",
+                 drv_code_name (code), msg->error.message);
+}
+
+static void
+s_on_submit_ack (drover_client_t *self, drv_msg_t *msg)
+{
+    for (size_t i = 0; i < msg->count; i++) {
+        drv_joback_t *ack = &msg->acks [i];
+        drover_future_t *f = (drover_future_t *) drv_idmap_get (self->map, ack->id);
+        while (f && (f->fetch || !f->listed))
+            f = f->twin;
+        if (!f)
+            continue;           //  a late duplicate ack
+        if (ack->code == DRV_CODE_OK) {
+            s_unacked_remove (self, f);
+            s_future_drop_payload (f);
+            s_future_accept (f, 0);
+        }
+        else {
+            int err = drv_code_to_err (ack->code);
+            s_future_accept (f, err);
+            s_finish (self, f, err, ack->message, 0, NULL, false, false);
+        }
+    }
+}
+
+static void
+s_on_deliver (drover_client_t *self, drv_msg_t *msg)
+{
+    for (size_t i = 0; i < msg->count; i++) {
+        drv_result_t *r = &msg->results [i];
+        if (r->state != DRV_JOB_DONE && r->state != DRV_JOB_FAILED && r->state != DRV_JOB_CANCELLED)
+            continue;
+        s_finish_chain (self, r->id, r->state, r->error, r->attempts, &self->frames.msg [i + 1]);
+    }
+}
+
+//  QueryReply to a watch query (fetch or resync): route entries by id.
+static void
+s_on_watch_reply (drover_client_t *self, drv_msg_t *msg)
+{
+    for (size_t i = 0; i < msg->count; i++) {
+        drv_jobinfo_t *info = &msg->infos [i];
+        drover_future_t *f = (drover_future_t *) drv_idmap_get (self->map, info->id);
+        if (!f)
+            continue;
+        switch (info->state) {
+            case DRV_JOB_DONE:
+            case DRV_JOB_FAILED:
+            case DRV_JOB_CANCELLED:
+                s_finish_chain (self, info->id, info->state, info->error, info->attempts,
+                                &self->frames.msg [i + 1]);
+                break;
+            case DRV_JOB_UNKNOWN:
+                while (f) {
+                    drover_future_t *twin = f->twin;
+                    if (f->fetch && !f->acked)
+                        s_finish (self, f, DROVER_ENOTFOUND,
+                                  "no such job (never existed, or its result expired)",
+                                  0, NULL, false, false);
+                    else
+                    if (!f->listed) {
+                        drv_log (DRV_LOG_WARN, s_component, "job %s was lost by the broker", f->id_text);
+                        s_finish (self, f, DROVER_ENOTFOUND,
+                                  "job lost: the broker no longer knows it (restarted without durability?)",
+                                  0, NULL, false, false);
+                    }
+                    f = twin;
+                }
+                break;
+            default:
+                for (; f; f = f->twin)
+                    if (f->fetch)
+                        s_future_accept (f, 0);
+                break;
+        }
+    }
+}
+
+static void
+s_on_query_reply (drover_client_t *self, drv_msg_t *msg)
+{
+    request_t *req = s_request_find (self, msg->corr);
+    if (req && req->kind != REQ_STATS)
+        s_on_query_reply_request (self, req, msg);
+    else
+        s_on_watch_reply (self, msg);
+}
+
+static void
+s_handle (drover_client_t *self)
+{
+    drv_frames_t *frames = &self->frames;
+    drv_msg_t msg;
+    if (drv_codec_decode (self->rx, zmq_msg_data (&frames->msg [0]),
+                          zmq_msg_size (&frames->msg [0]), &msg)) {
+        drv_log (DRV_LOG_WARN, s_component, "dropped malformed message: %s", drv_codec_error (self->rx));
+        return;
+    }
+    size_t want = drv_cmd_has_payloads (msg.cmd)? msg.count + 1: 1;
+    if (frames->count != want) {
+        drv_log (DRV_LOG_WARN, s_component, "dropped %s with %zu frames, expected %zu",
+                 drv_cmd_name (msg.cmd), frames->count, want);
+        return;
+    }
+    switch (msg.cmd) {
+        case DRV_CMD_WELCOME:     s_on_welcome (self, &msg); break;
+        case DRV_CMD_ERROR:       s_on_error (self, &msg); break;
+        case DRV_CMD_SUBMIT_ACK:  s_on_submit_ack (self, &msg); break;
+        case DRV_CMD_DELIVER:     s_on_deliver (self, &msg); break;
+        case DRV_CMD_QUERY_REPLY: s_on_query_reply (self, &msg); break;
+        case DRV_CMD_STATS_REPLY: s_on_stats_reply (self, &msg); break;
+        case DRV_CMD_BYE:         self->bye_received = true; break;
+        case DRV_CMD_HEARTBEAT:   break;
+        default:
+            drv_log (DRV_LOG_WARN, s_component, "unexpected %s from broker", drv_cmd_name (msg.cmd));
+            break;
+    }
+}
+
+//  Takes everything API threads queued.
+static void
+s_take_queue (drover_client_t *self)
+{
+    drv_signal_drain (&self->wake);
+    pthread_mutex_lock (&self->lock);
+    drover_future_t *futures = self->queue_head;
+    self->queue_head = self->queue_tail = NULL;
+    request_t *reqs = self->req_head;
+    self->req_head = self->req_tail = NULL;
+    //  Forget requests whose callers stopped waiting
+    for (request_t **link = &self->pending; *link; ) {
+        request_t *req = *link;
+        if (req->abandoned) {
+            *link = req->next;
+            s_request_unref (self, req);
+        }
+        else
+            link = &req->next;
+    }
+    pthread_mutex_unlock (&self->lock);
+
+    request_t **tail = &self->pending;
+    while (*tail)
+        tail = &(*tail)->next;
+    *tail = reqs;
+
+    while (futures) {
+        drover_future_t *f = futures;
+        futures = f->next;
+        f->next = NULL;
+        if (s_map_add (self, f)) {
+            s_future_drop_payload (f);
+            s_future_resolve (f, DROVER_ENOMEM, NULL, 0, NULL, false, false);
+            s_future_unref (f);
+            continue;
+        }
+        if (f->fetch) {
+            if (self->fetch_tail)
+                self->fetch_tail->next = f;
+            else
+                self->fetch_head = f;
+            self->fetch_tail = f;
+        }
+        else
+            s_unacked_append (self, f);
+    }
+}
+
+static void
+s_flush (drover_client_t *self)
+{
+    if (!self->welcomed)
+        return;
+    s_flush_submits (self);
+    s_flush_fetches (self);
+    s_flush_requests (self);
+}
+
+static void
+s_count_all (const uint8_t *id, void *value, void *arg)
+{
+    for (drover_future_t *f = (drover_future_t *) value; f; f = f->twin)
+        (*(size_t *) arg)++;
+}
+
+static void
+s_collect_all (const uint8_t *id, void *value, void *arg)
+{
+    drover_future_t ***cursor = (drover_future_t ***) arg;
+    for (drover_future_t *f = (drover_future_t *) value; f; f = f->twin)
+        *(*cursor)++ = f;
+}
+
+//  On the way out: everything unresolved ends with DROVER_ECLOSED.
+static void
+s_close_all (drover_client_t *self)
+{
+    s_take_queue (self);
+    size_t total = 0;
+    drv_idmap_each (self->map, s_count_all, &total);
+    drover_future_t **all = malloc ((total? total: 1) * sizeof *all);
+    if (all) {
+        drover_future_t **cursor = all;
+        drv_idmap_each (self->map, s_collect_all, &cursor);
+        for (size_t i = 0; i < total; i++)
+            s_finish (self, all [i], DROVER_ECLOSED, "the client was closed", 0, NULL, false, false);
+        free (all);
+    }
+    self->fetch_head = self->fetch_tail = NULL;
+    while (self->pending)
+        s_request_done (self, self->pending, DROVER_ECLOSED);
+}
+
+//  Milliseconds until the next timer, or -1 for none.
+static long
+s_next_timeout (drover_client_t *self, uint64_t now)
+{
+    uint64_t next = UINT64_MAX;
+    uint64_t hb = self->heartbeat_ms;
+    if (!self->ever_welcomed)
+        next = self->connect_deadline;
+    if (self->welcomed && self->last_send + hb < next)
+        next = self->last_send + hb;
+    if (self->ever_welcomed && self->last_recv + 3 * hb < next)
+        next = self->last_recv + 3 * hb;
+    if (self->bye_sent && self->bye_deadline < next)
+        next = self->bye_deadline;
+    if (next == UINT64_MAX)
+        return -1;
+    return next > now? (long) (next - now): 0;
+}
+
+static void *
+s_io_thread (void *arg)
+{
+    drover_client_t *self = (drover_client_t *) arg;
+    char why [256] = "";
+    self->heartbeat_ms = DRV_DEFAULT_HEARTBEAT_MS;
+    self->max_batch = DRV_DEFAULT_MAX_BATCH;
+    self->connect_deadline = drv_now_ms () + (uint64_t) self->config.timeout_ms;
+    if (drv_conn_open (&self->conn, self->ctx, &self->config, &self->keys, true)) {
+        snprintf (why, sizeof why, "cannot connect to %s: %s", self->config.endpoint, zmq_strerror (errno));
+        s_connect_done (self, errno == EINVAL || errno == EPROTONOSUPPORT? DROVER_EINVAL: DROVER_EUNREACHABLE, why);
+        return NULL;
+    }
+    self->last_recv = drv_now_ms ();
+    s_send_hello (self);
+
+    while (true) {
+        uint64_t now = drv_now_ms ();
+        zmq_pollitem_t items [3] = {
+            {self->conn.socket, 0, ZMQ_POLLIN | (self->blocked? ZMQ_POLLOUT: 0), 0},
+            {NULL, self->wake.rfd, ZMQ_POLLIN, 0},
+            {self->conn.monitor, 0, ZMQ_POLLIN, 0}
+        };
+        int rc = zmq_poll (items, self->conn.monitor? 3: 2, s_next_timeout (self, now));
+        if (rc == -1 && errno != EINTR)
+            break;
+        now = drv_now_ms ();
+
+        if (self->conn.monitor) {
+            int err = drv_conn_check (&self->conn, why, sizeof why);
+            if (err) {
+                s_connect_done (self, err, why);
+                break;
+            }
+        }
+        if (items [0].revents & ZMQ_POLLOUT)
+            self->blocked = false;
+        s_take_queue (self);
+
+        //  Drain everything waiting before sleeping again
+        while (self->conn.socket) {
+            int frames = drv_frames_recv (self->conn.socket, &self->frames, ZMQ_DONTWAIT,
+                                          DRV_MAX_FRAMES);
+            if (frames == -1)
+                break;
+            self->last_recv = now;
+            s_handle (self);
+            if (self->connect_result > 0)
+                break;
+        }
+        pthread_mutex_lock (&self->lock);
+        int connect_result = self->connect_result;
+        bool closing = self->closing;
+        pthread_mutex_unlock (&self->lock);
+        if (connect_result > 0)
+            break;          //  refused during connect
+        if (!self->ever_welcomed) {
+            if (now >= self->connect_deadline) {
+                snprintf (why, sizeof why, "no answer from %s within %d ms",
+                          self->config.endpoint, self->config.timeout_ms);
+                s_connect_done (self, DROVER_EUNREACHABLE, why);
+                break;
+            }
+            continue;
+        }
+        s_flush (self);
+
+        if (closing) {
+            if (!self->welcomed)
+                break;      //  nobody to say goodbye to
+            if (!self->bye_sent && !self->unsent && !self->fetch_head) {
+                self->bye_sent = true;
+                uint64_t wait = 3 * (uint64_t) self->heartbeat_ms;
+                self->bye_deadline = now + (wait < DRV_LINGER_MS? wait: DRV_LINGER_MS);
+                s_send_simple (self, DRV_CMD_BYE, ++self->corr);
+            }
+            if (self->bye_received || (self->bye_sent && now >= self->bye_deadline))
+                break;
+            continue;
+        }
+        if (self->welcomed && now - self->last_send >= self->heartbeat_ms)
+            s_send_simple (self, DRV_CMD_HEARTBEAT, 0);
+        if (now - self->last_recv >= 3 * (uint64_t) self->heartbeat_ms)
+            s_reconnect (self, self->welcomed? "broker silent for 3 heartbeats": "no welcome");
+    }
+    s_close_all (self);
+    drv_conn_close (&self->conn, self->welcomed? DRV_LINGER_MS: 0);
+    return NULL;
+}
+
+//  Public API ----------------------------------------------------------
+
+int
+drover_client_connect (const drover_connect_t *cfg, drover_client_t **client_p)
+{
+    if (!cfg || !client_p)
+        return DROVER_EINVAL;
+    drover_client_t *self = calloc (1, sizeof *self);
+    if (!self)
+        return DROVER_ENOMEM;
+    int rc = drv_config_copy (&self->config, cfg);
+    if (rc) {
+        free (self);
+        return rc;
+    }
+    char why [256];
+    rc = drv_keys_load (&self->keys, &self->config, why, sizeof why);
+    if (rc) {
+        drv_log (DRV_LOG_ERROR, s_component, "%s", why);
+        drv_config_free (&self->config);
+        free (self);
+        return rc;
+    }
+    drv_random_id (self->session);
+    pthread_mutex_init (&self->lock, NULL);
+    drv_cond_init (&self->cond);
+    self->connect_result = -1;
+    atomic_init (&self->max_payload, DRV_DEFAULT_MAX_PAYLOAD);
+    drv_frames_init (&self->frames);
+    self->ctx = zmq_ctx_new ();
+    self->rx = drv_codec_new ();
+    self->tx = drv_codec_new ();
+    self->map = drv_idmap_new ();
+    self->wake.rfd = self->wake.wfd = -1;
+    if (!self->ctx || !self->rx || !self->tx || !self->map || drv_signal_init (&self->wake)
+    ||  pthread_create (&self->thread, NULL, s_io_thread, self)) {
+        drover_client_destroy (&self);
+        return DROVER_ENOMEM;
+    }
+    self->thread_started = true;
+    pthread_mutex_lock (&self->lock);
+    while (self->connect_result < 0)
+        pthread_cond_wait (&self->cond, &self->lock);
+    rc = self->connect_result;
+    pthread_mutex_unlock (&self->lock);
+    if (rc) {
+        drv_log (DRV_LOG_ERROR, s_component, "cannot connect to %s: %s (%s)",
+                 self->config.endpoint, drover_strerror (rc), self->connect_why);
+        drover_client_destroy (&self);
+        return rc;
+    }
+    *client_p = self;
+    return 0;
+}
+
+void
+drover_client_destroy (drover_client_t **client_p)
+{
+    if (!client_p || !*client_p)
+        return;
+    drover_client_t *self = *client_p;
+    *client_p = NULL;
+    pthread_mutex_lock (&self->lock);
+    self->closing = true;
+    pthread_mutex_unlock (&self->lock);
+    if (self->thread_started) {
+        drv_signal_post (&self->wake);
+        pthread_join (self->thread, NULL);
+    }
+    //  Waits for linger: the Bye and last submits leave, and ZeroMQ lets go
+    //  of every payload frame (and so of its future reference)
+    if (self->ctx)
+        zmq_ctx_term (self->ctx);
+    drv_frames_destroy (&self->frames);
+    drv_codec_destroy (&self->rx);
+    drv_codec_destroy (&self->tx);
+    drv_idmap_destroy (&self->map);
+    drv_signal_destroy (&self->wake);
+    for (size_t i = 0; i < self->queue_count; i++)
+        free (self->queues [i]);
+    free (self->queues);
+    free (self->payloads);
+    pthread_mutex_destroy (&self->lock);
+    pthread_cond_destroy (&self->cond);
+    drv_config_free (&self->config);
+    free (self);
+}
+
+//  Queue names: 1..128 of A-Z a-z 0-9 . _ - :
+static bool
+s_queue_valid (const char *queue)
+{
+    if (!queue)
+        return false;
+    size_t length = strlen (queue);
+    if (length < 1 || length > 128)
+        return false;
+    for (const char *p = queue; *p; p++)
+        if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9')
+           || *p == '.' || *p == '_' || *p == '-' || *p == ':'))
+            return false;
+    return true;
+}
+
+//  Returns the client's copy of a queue name (lock held), or NULL.
+static const char *
+s_queue_intern (drover_client_t *self, const char *queue)
+{
+    for (size_t i = 0; i < self->queue_count; i++)
+        if (strcmp (self->queues [i], queue) == 0)
+            return self->queues [i];
+    if (self->queue_count == self->queue_cap) {
+        size_t cap = self->queue_cap? self->queue_cap * 2: 8;
+        char **queues = realloc (self->queues, cap * sizeof (char *));
+        if (!queues)
+            return NULL;
+        self->queues = queues;
+        self->queue_cap = cap;
+    }
+    char *copy = strdup (queue);
+    if (copy)
+        self->queues [self->queue_count++] = copy;
+    return copy;
+}
+
+static drover_future_t *
+s_submit_future (const void *data, size_t size, const drover_job_opts_t *opts)
+{
+    drover_future_t *f = s_future_new ();
+    if (!f)
+        return NULL;
+    if (size) {
+        f->payload = malloc (size);
+        if (!f->payload) {
+            s_future_free (f);
+            return NULL;
+        }
+        memcpy (f->payload, data, size);
+        f->size = size;
+    }
+    drv_random_id (f->id);
+    drover_id_format (f->id, f->id_text);
+    memcpy (f->spec.id, f->id, DRV_ID_SIZE);
+    if (opts) {
+        f->spec.priority = opts->priority;
+        f->spec.timeout_ms = opts->timeout_ms;
+        f->spec.max_attempts = opts->max_attempts;
+        f->spec.delay_ms = opts->delay_ms;
+        f->spec.run_at_ms = opts->run_at_ms;
+        f->spec.backoff_ms = opts->backoff_ms;
+        f->spec.result_ttl_s = opts->result_ttl_s;
+    }
+    return f;
+}
+
+//  Queues a list of futures linked through next (first..last) for the I/O
+//  thread. Returns 0 or DROVER_ECLOSED / DROVER_ENOMEM (nothing queued).
+static int
+s_enqueue (drover_client_t *self, const char *queue, drover_future_t *first, drover_future_t *last)
+{
+    pthread_mutex_lock (&self->lock);
+    if (self->closing) {
+        pthread_mutex_unlock (&self->lock);
+        return DROVER_ECLOSED;
+    }
+    if (queue) {
+        const char *interned = s_queue_intern (self, queue);
+        if (!interned) {
+            pthread_mutex_unlock (&self->lock);
+            return DROVER_ENOMEM;
+        }
+        for (drover_future_t *f = first; f; f = f->next)
+            f->spec.queue = interned;
+    }
+    bool was_empty = !self->queue_head && !self->req_head;
+    if (self->queue_tail)
+        self->queue_tail->next = first;
+    else
+        self->queue_head = first;
+    self->queue_tail = last;
+    pthread_mutex_unlock (&self->lock);
+    //  One wake-up per burst: the I/O thread takes the whole queue
+    if (was_empty)
+        drv_signal_post (&self->wake);
+    return 0;
+}
+
+int
+drover_submit (drover_client_t *client, const char *queue,
+               const void *data, size_t size,
+               const drover_job_opts_t *opts, drover_future_t **future_p)
+{
+    const void *const datas [1] = {data};
+    return drover_submit_many (client, queue, datas, &size, 1, opts, future_p);
+}
+
+int
+drover_submit_many (drover_client_t *client, const char *queue,
+                    const void *const *data, const size_t *size, size_t count,
+                    const drover_job_opts_t *opts, drover_future_t **futures)
+{
+    if (!client || !futures || !s_queue_valid (queue) || (count && (!data || !size)))
+        return DROVER_EINVAL;
+    if (opts && (opts->priority < 0 || opts->priority > 9))
+        return DROVER_EINVAL;
+    unsigned max_payload = atomic_load (&client->max_payload);
+    for (size_t i = 0; i < count; i++) {
+        if (size [i] && !data [i])
+            return DROVER_EINVAL;
+        if (size [i] > max_payload)
+            return DROVER_ETOOLARGE;
+    }
+    if (count == 0)
+        return 0;
+    drover_future_t *first = NULL, *last = NULL;
+    for (size_t i = 0; i < count; i++) {
+        drover_future_t *f = s_submit_future (data [i], size [i], opts);
+        if (!f) {
+            while (first) {
+                drover_future_t *next = first->next;
+                s_future_free (first);
+                first = next;
+            }
+            return DROVER_ENOMEM;
+        }
+        if (last)
+            last->next = f;
+        else
+            first = f;
+        last = f;
+    }
+    //  Remember them before queueing: once queued the I/O thread may link
+    //  them elsewhere
+    size_t i = 0;
+    for (drover_future_t *f = first; f; f = f->next)
+        futures [i++] = f;
+    int rc = s_enqueue (client, queue, first, last);
+    if (rc) {
+        for (i = 0; i < count; i++) {
+            s_future_free (futures [i]);
+            futures [i] = NULL;
+        }
+    }
+    return rc;
+}
+
+int
+drover_fetch (drover_client_t *client, const char *id, drover_future_t **future_p)
+{
+    uint8_t bytes [DRV_ID_SIZE];
+    if (!client || !future_p || drover_id_parse (id, bytes))
+        return DROVER_EINVAL;
+    drover_future_t *f = s_future_new ();
+    if (!f)
+        return DROVER_ENOMEM;
+    f->fetch = true;
+    f->holding = false;
+    atomic_store (&f->payload_users, 0);
+    memcpy (f->id, bytes, DRV_ID_SIZE);
+    drover_id_format (f->id, f->id_text);
+    int rc = s_enqueue (client, NULL, f, f);
+    if (rc) {
+        s_future_free (f);
+        return rc;
+    }
+    *future_p = f;
+    return 0;
+}
+
+//  Queues a request and waits for its answer. Returns its outcome; the
+//  caller then lets go of req with s_request_release().
+static int
+s_request_run (drover_client_t *self, request_t *req, int timeout_ms)
+{
+    pthread_mutex_lock (&self->lock);
+    if (self->closing) {
+        req->refs = 1;
+        pthread_mutex_unlock (&self->lock);
+        return DROVER_ECLOSED;
+    }
+    req->refs = 2;
+    bool was_empty = !self->queue_head && !self->req_head;
+    if (self->req_tail)
+        self->req_tail->next = req;
+    else
+        self->req_head = req;
+    self->req_tail = req;
+    if (was_empty)
+        drv_signal_post (&self->wake);
+    struct timespec deadline;
+    if (timeout_ms >= 0)
+        drv_deadline (&deadline, timeout_ms);
+    int rc = 0;
+    while (!req->done && rc == 0)
+        rc = timeout_ms >= 0? pthread_cond_timedwait (&self->cond, &self->lock, &deadline)
+                            : pthread_cond_wait (&self->cond, &self->lock);
+    int err = req->done? req->err: DROVER_ETIMEDOUT;
+    if (!req->done)
+        req->abandoned = true;
+    pthread_mutex_unlock (&self->lock);
+    return err;
+}
+
+static void
+s_request_release (drover_client_t *self, request_t *req)
+{
+    pthread_mutex_lock (&self->lock);
+    s_request_unref (self, req);
+    pthread_mutex_unlock (&self->lock);
+}
+
+int
+drover_status (drover_client_t *client, const char *id, drover_job_info_t *info, int timeout_ms)
+{
+    uint8_t bytes [DRV_ID_SIZE];
+    if (!client || !info || drover_id_parse (id, bytes))
+        return DROVER_EINVAL;
+    request_t *req = calloc (1, sizeof *req);
+    if (!req)
+        return DROVER_ENOMEM;
+    req->kind = REQ_STATUS;
+    memcpy (req->id, bytes, DRV_ID_SIZE);
+    int rc = s_request_run (client, req, timeout_ms);
+    if (rc == 0)
+        *info = req->info;
+    s_request_release (client, req);
+    return rc;
+}
+
+int
+drover_cancel (drover_client_t *client, const char *id, int timeout_ms)
+{
+    uint8_t bytes [DRV_ID_SIZE];
+    if (!client || drover_id_parse (id, bytes))
+        return DROVER_EINVAL;
+    request_t *req = calloc (1, sizeof *req);
+    if (!req)
+        return DROVER_ENOMEM;
+    req->kind = REQ_CANCEL;
+    memcpy (req->id, bytes, DRV_ID_SIZE);
+    int rc = s_request_run (client, req, timeout_ms);
+    s_request_release (client, req);
+    return rc;
+}
+
+int
+drover_stats (drover_client_t *client, drover_stats_t **stats_p, int timeout_ms)
+{
+    if (!client || !stats_p)
+        return DROVER_EINVAL;
+    request_t *req = calloc (1, sizeof *req);
+    if (!req)
+        return DROVER_ENOMEM;
+    req->kind = REQ_STATS;
+    int rc = s_request_run (client, req, timeout_ms);
+    if (rc == 0) {
+        *stats_p = req->stats;
+        req->stats = NULL;
+    }
+    s_request_release (client, req);
+    return rc;
+}
+
+void
+drover_stats_destroy (drover_stats_t **stats_p)
+{
+    if (!stats_p || !*stats_p)
+        return;
+    free ((*stats_p)->queues);
+    free (*stats_p);
+    *stats_p = NULL;
+}
+
+//  Futures ----------------------------------------------------------------
+
+//  Waits on f->cond until done(f) or the timeout; lock held on return.
+static int
+s_future_wait (drover_future_t *f, int timeout_ms, bool want_resolved)
+{
+    struct timespec deadline;
+    if (timeout_ms > 0)
+        drv_deadline (&deadline, timeout_ms);
+    int rc = 0;
+    while (!(f->resolved || (!want_resolved && f->acked)) && rc == 0) {
+        if (timeout_ms == 0)
+            rc = ETIMEDOUT;
+        else
+            rc = timeout_ms > 0? pthread_cond_timedwait (&f->cond, &f->lock, &deadline)
+                               : pthread_cond_wait (&f->cond, &f->lock);
+    }
+    return f->resolved || (!want_resolved && f->acked)? 0: DROVER_ETIMEDOUT;
+}
+
+int
+drover_future_accepted (drover_future_t *future, int timeout_ms)
+{
+    if (!future)
+        return DROVER_EINVAL;
+    pthread_mutex_lock (&future->lock);
+    int rc = s_future_wait (future, timeout_ms, false);
+    if (rc == 0)
+        rc = future->acked? future->accept_err: future->err;
+    pthread_mutex_unlock (&future->lock);
+    return rc;
+}
+
+int
+drover_future_wait (drover_future_t *future, int timeout_ms)
+{
+    if (!future)
+        return DROVER_EINVAL;
+    pthread_mutex_lock (&future->lock);
+    int rc = s_future_wait (future, timeout_ms, true);
+    if (rc == 0)
+        rc = future->err;
+    pthread_mutex_unlock (&future->lock);
+    return rc;
+}
+
+bool
+drover_future_ready (drover_future_t *future)
+{
+    if (!future)
+        return false;
+    pthread_mutex_lock (&future->lock);
+    bool ready = future->resolved;
+    pthread_mutex_unlock (&future->lock);
+    return ready;
+}
+
+const char *
+drover_future_id (drover_future_t *future)
+{
+    return future? future->id_text: NULL;
+}
+
+const void *
+drover_future_result (drover_future_t *future, size_t *size_p)
+{
+    if (size_p)
+        *size_p = 0;
+    if (!future)
+        return NULL;
+    pthread_mutex_lock (&future->lock);
+    const void *data = NULL;
+    if (future->resolved && future->err == 0) {
+        size_t size = zmq_msg_size (&future->result);
+        data = size? zmq_msg_data (&future->result): "";
+        if (size_p)
+            *size_p = size;
+    }
+    pthread_mutex_unlock (&future->lock);
+    return data;
+}
+
+const char *
+drover_future_error (drover_future_t *future)
+{
+    if (!future)
+        return NULL;
+    pthread_mutex_lock (&future->lock);
+    const char *error = future->resolved && future->err? future->error: NULL;
+    pthread_mutex_unlock (&future->lock);
+    return error;
+}
+
+uint32_t
+drover_future_attempts (drover_future_t *future)
+{
+    if (!future)
+        return 0;
+    pthread_mutex_lock (&future->lock);
+    uint32_t attempts = future->attempts;
+    pthread_mutex_unlock (&future->lock);
+    return attempts;
+}
+
+void
+drover_future_on_done (drover_future_t *future, drover_future_fn *fn, void *arg)
+{
+    if (!future)
+        return;
+    pthread_mutex_lock (&future->lock);
+    if (future->resolved) {
+        pthread_mutex_unlock (&future->lock);
+        if (fn)
+            fn (future, arg);
+        return;
+    }
+    future->fn = fn;
+    future->fn_arg = arg;
+    pthread_mutex_unlock (&future->lock);
+}
+
+void
+drover_future_destroy (drover_future_t **future_p)
+{
+    if (!future_p || !*future_p)
+        return;
+    s_future_unref (*future_p);
+    *future_p = NULL;
+}

@@ -1,0 +1,13 @@
+# Integration tests: real droverd, drover-worker and drover processes on
+# 127.0.0.1 with OS-chosen ports, each in its own temporary directory.
+set(DROVER_IT_ENV
+  "DROVERD=$<TARGET_FILE:droverd>"
+  "DROVER=$<TARGET_FILE:drover_cli>"
+  "DROVER_WORKER=$<TARGET_FILE:drover-worker>"
+  "DROVER_PLUGIN=$<TARGET_FILE:drover_example_plugin>")
+foreach(name jobpath security faults restart)
+  add_test(NAME it_${name}
+    COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/integration/${name}.sh)
+  set_tests_properties(it_${name} PROPERTIES
+    ENVIRONMENT "${DROVER_IT_ENV}" TIMEOUT 180)
+endforeach()
