@@ -50,8 +50,10 @@ main (int argc, char *argv [])
 {
     broker_config_t config;
     broker_config_defaults (&config);
+    //  Environment first (DROVER_LOG_LEVEL, DROVER_LOG_FORMAT), flags override
     drv_log_level_t level = DRV_LOG_INFO;
-    bool json = false;
+    drv_log_parse_level (getenv ("DROVER_LOG_LEVEL"), &level);
+    bool json = getenv ("DROVER_LOG_FORMAT") && strcmp (getenv ("DROVER_LOG_FORMAT"), "json") == 0;
 
     enum { O_PRODUCERS = 256, O_WORKERS, O_CERT, O_ALLOW, O_DATA, O_INSECURE, O_HEARTBEAT,
            O_MAXPAYLOAD, O_MAXBATCH, O_TIMEOUT, O_ATTEMPTS, O_BACKOFF, O_TTL, O_LEVEL,

@@ -103,12 +103,14 @@ enum {
 
 //  Help text for the options above, for each command's usage.
 #define CLI_CONNECT_HELP \
-    "Connection (flags override the environment):\n" \
-    "      --broker EP          broker endpoint [$DROVER_BROKER, default " CLI_DEFAULT_BROKER "]\n" \
-    "      --server-key PATH    broker's public certificate [$DROVER_SERVER_KEY]\n" \
-    "      --cert PATH          our secret certificate [$DROVER_CERT]\n" \
-    "      --insecure           plaintext, for a broker run with --insecure [$DROVER_INSECURE]\n" \
-    "      --connect-timeout S  give up connecting after S seconds (default 5)\n"
+    "Connection (flags win over DROVER_BROKER, DROVER_SERVER_KEY, DROVER_CERT\n" \
+    "and DROVER_INSECURE=1):\n" \
+    "      --broker EP       broker endpoint (default " CLI_DEFAULT_BROKER ")\n" \
+    "      --server-key PATH the broker's public certificate\n" \
+    "      --cert PATH       our secret certificate\n" \
+    "      --insecure        plaintext, for a broker started with --insecure\n" \
+    "      --connect-timeout S\n" \
+    "                        give up connecting after S seconds (default 5)\n"
 
 //  Handles one of the CLI_OPT_* options into cfg (strings are borrowed
 //  from argv). Returns 1 when handled, 0 when opt is not a connection

@@ -79,7 +79,7 @@ static const char *s_submit_usage =
     "      --no-wait         print ids (the default)\n"
     "  -e, --each-line       one job per input line\n"
     "  -t, --timeout S       give up waiting after S seconds (decimals allowed);\n"
-    "                        without it, acceptance is awaited 30 s and results forever\n"
+    "                        default: 30 s for acceptance, forever for results\n"
     "      --window N        jobs in flight at most with --each-line (default 1000)\n"
     JOB_HELP
     CLI_CONNECT_HELP

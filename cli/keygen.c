@@ -22,7 +22,7 @@ static const char *s_usage =
     "\n"
     "Writes a new CURVE key pair as CZMQ certificates:\n"
     "  PATH          the public certificate: put it in the broker's allow list\n"
-    "                (or, for the broker's own key, give it to clients as --server-key)\n"
+    "                (for the broker's own key: give it to clients as --server-key)\n"
     "  PATH_secret   the secret certificate, mode 0600: the program using the key\n"
     "                takes it as --cert; never share it\n"
     "The role is stored in both files; the broker admits a key only with the\n"

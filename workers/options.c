@@ -111,6 +111,8 @@ options_parse (options_t *self, int argc, char *argv [], char *why, size_t why_s
     self->processes = -1;
     self->prefetch = -1;
     self->log_level = DRV_LOG_INFO;
+    drv_log_parse_level (getenv ("DROVER_LOG_LEVEL"), &self->log_level);
+    self->log_json = getenv ("DROVER_LOG_FORMAT") && strcmp (getenv ("DROVER_LOG_FORMAT"), "json") == 0;
     why [0] = 0;
     self->queues = calloc ((size_t) argc + 1, sizeof (char *));
     if (!self->queues) {

@@ -57,9 +57,26 @@ static bool s_log_json = false;
 static pthread_mutex_t s_log_lock = PTHREAD_MUTEX_INITIALIZER;
 static const char *s_level_names [] = {"debug", "info", "warn", "error"};
 
+static pthread_once_t s_log_env_once = PTHREAD_ONCE_INIT;
+
+//  Until a program calls drv_log_setup, DROVER_LOG_LEVEL and
+//  DROVER_LOG_FORMAT decide; this lets a parent quieten the SDK and
+//  children it starts without new API.
+static void
+s_log_from_env (void)
+{
+    drv_log_level_t level;
+    if (drv_log_parse_level (getenv ("DROVER_LOG_LEVEL"), &level) == 0)
+        s_log_level = level;
+    const char *format = getenv ("DROVER_LOG_FORMAT");
+    if (format && strcmp (format, "json") == 0)
+        s_log_json = true;
+}
+
 void
 drv_log_setup (drv_log_level_t level, bool json)
 {
+    pthread_once (&s_log_env_once, s_log_from_env);
     s_log_level = level;
     s_log_json = json;
 }
@@ -93,6 +110,7 @@ s_json_escape (FILE *out, const char *text)
 void
 drv_log (drv_log_level_t level, const char *component, const char *format, ...)
 {
+    pthread_once (&s_log_env_once, s_log_from_env);
     if (level < s_log_level)
         return;
     char text [1024];

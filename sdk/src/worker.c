@@ -718,6 +718,10 @@ static void
 s_on_error (drover_worker_t *self, drv_msg_t *msg)
 {
     if (msg->error.code == DRV_CODE_REHELLO) {
+        //  After a drained Bye the broker forgets us on purpose; only held
+        //  jobs (a broker restart mid-drain) are worth registering again for
+        if (self->draining && self->bye_received && self->held_count == 0)
+            return;
         if (self->welcomed) {
             drv_log (DRV_LOG_INFO, s_component, "broker asks us to hello again");
             s_send_hello (self);
