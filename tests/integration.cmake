@@ -4,8 +4,10 @@ set(DROVER_IT_ENV
   "DROVERD=$<TARGET_FILE:droverd>"
   "DROVER=$<TARGET_FILE:drover_cli>"
   "DROVER_WORKER=$<TARGET_FILE:drover-worker>"
-  "DROVER_PLUGIN=$<TARGET_FILE:drover_example_plugin>")
-foreach(name jobpath security faults restart)
+  "DROVER_PLUGIN=$<TARGET_FILE:drover_example_plugin>"
+  "EXAMPLE_PRODUCER=$<TARGET_FILE:example_producer>"
+  "EXAMPLE_WORKER=$<TARGET_FILE:example_worker>")
+foreach(name jobpath security faults restart examples)
   add_test(NAME it_${name}
     COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/integration/${name}.sh)
   set_tests_properties(it_${name} PROPERTIES
