@@ -1,23 +1,1276 @@
-/*  bench.c - `drover bench`: throughput and latency measurement.
+/*  bench.c - `drover bench`: throughput, latency and broker memory, side by
+    side with the raw-libzmq floor; and the hidden `drover bench-worker`
+    (an echo worker) that it starts.
 
-    A stub for now; bench/ holds the raw-libzmq floor it will be compared
-    with. Kept as its own file so the real command drops in here.
+    Everything runs on 127.0.0.1 with OS-chosen ports and fresh keys in a
+    temporary directory. The broker is a separate droverd process, so that
+    its memory can be read from /proc and its CPU time told apart from the
+    producer's. Phases:
+
+    1. pipelined throughput: N jobs through the broker to W bench-worker
+       processes (concurrency 1, prefetch 100), the producer keeping at most
+       `window` jobs outstanding; timed from the first submit until every
+       result is back (after a short untimed warm-up);
+    2. latency: one job at a time, after a warm-up; p50 and p99;
+    3. broker memory per queued job: a fresh broker, a queue nobody serves,
+       VmRSS before and after M jobs are accepted;
+    4. the raw floor: bench/raw_floor with the same transport settings
+       (CURVE or not, W workers, window 100, batch 1, same size, N jobs),
+       plus batch 10 and the other security setting for context.
+
+    The producer does no per-job work beyond the SDK calls: it submits in
+    chunks with drover_submit_many and counts completions in a callback
+    that runs on the client's I/O thread and frees each future there.
 */
 #include "common.h"
 
+#include <czmq.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <pthread.h>
+#include <signal.h>
+#include <spawn.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+extern char **environ;
+
+#define BENCH_QUEUE         "bench"
+#define IDLE_QUEUE          "bench-idle"    //  served by nobody: memory phase
+#define BROKER_PROGRAM      "droverd"
+#define RAW_PROGRAM         "raw_floor"
+//  Worker credit: concurrency 1 + prefetch 100, comparable to the raw
+//  floor's window of 100 messages (of one job each) per worker.
+#define WORKER_PREFETCH     100
+#define RAW_WINDOW          100
+//  Jobs per drover_submit_many call in the pipelined phase
+#define SUBMIT_CHUNK        256
+//  Give up when no result arrives for this long
+#define STALL_MS            30000
+#define START_TIMEOUT_MS    15000
+
+#define DEFAULT_JOBS         200000
+#define DEFAULT_WINDOW       10000
+#define DEFAULT_LATENCY_JOBS 2000
+#define DEFAULT_MEMORY_JOBS  100000
+#define DEFAULT_SIZE         64
+#define DEFAULT_WORKERS      2
+
+//  bench-worker -----------------------------------------------------------------
+
+//  The worker the signal handler stops; set before handlers are installed.
+static drover_worker_t *s_worker = NULL;
+
+static void
+s_stop_worker (int signal_number)
+{
+    (void) signal_number;
+    if (s_worker)
+        drover_worker_stop (s_worker);
+}
+
+//  Echo: the result is the payload.
+static int
+s_echo_handler (drover_job_t *job, void *arg)
+{
+    (void) arg;
+    size_t size = 0;
+    const void *payload = drover_job_payload (job, &size);
+    return drover_job_set_result (job, payload, size)? -1: 0;
+}
+
+int
+cli_bench_worker (int argc, char **argv)
+{
+    static const struct option options [] = {
+        { "queue",       required_argument, NULL, 'q' },
+        { "concurrency", required_argument, NULL, 'c' },
+        { "prefetch",    required_argument, NULL, 'p' },
+        { "help",        no_argument,       NULL, 'h' },
+        CLI_CONNECT_OPTIONS,
+        { NULL, 0, NULL, 0 }
+    };
+    const char *cmd = argv [0];
+    drover_connect_t cfg;
+    memset (&cfg, 0, sizeof cfg);
+    const char *queue = BENCH_QUEUE;
+    long concurrency = 1, prefetch = WORKER_PREFETCH;
+    int opt;
+    while ((opt = cli_getopt (argc, argv, ":q:c:p:h", options)) != -1) {
+        switch (opt) {
+            case 'q':
+                if (!cli_valid_queue (optarg))
+                    return cli_usage (cmd, "bad queue name '%s': use " CLI_QUEUE_RULE, optarg);
+                queue = optarg;
+                break;
+            case 'c':
+                if (cli_parse_long (optarg, 1, 1024, &concurrency))
+                    return cli_usage (cmd, "--concurrency must be 1..1024, not '%s'", optarg);
+                break;
+            case 'p':
+                if (cli_parse_long (optarg, 0, 1000000, &prefetch))
+                    return cli_usage (cmd, "--prefetch must be 0..1000000, not '%s'", optarg);
+                break;
+            case 'h':
+                printf ("Usage: drover bench-worker [--queue Q] [--concurrency N] [--prefetch N]\n"
+                        "                           [connection options]\n"
+                        "\n"
+                        "Echo worker for 'drover bench': serves queue Q (default '" BENCH_QUEUE "')\n"
+                        "and returns each payload as the result. Stops on SIGTERM after\n"
+                        "finishing the jobs it holds.\n\n" CLI_CONNECT_HELP);
+                return CLI_EXIT_OK;
+            case '?':
+                return CLI_EXIT_USAGE;
+            default:
+                if (cli_connect_option (&cfg, cmd, opt, optarg) != 1)
+                    return CLI_EXIT_USAGE;
+                break;
+        }
+    }
+    if (optind < argc)
+        return cli_usage (cmd, "unexpected argument '%s'", argv [optind]);
+    int rc = cli_connect_resolve (&cfg, cmd);
+    if (rc)
+        return rc;
+    //  If the bench dies without stopping us (kill -9), do not linger.
+    prctl (PR_SET_PDEATHSIG, SIGTERM);
+
+    s_worker = drover_worker_new (&cfg);
+    if (!s_worker) {
+        cli_error ("bench-worker: cannot create a worker");
+        return CLI_EXIT_FAILED;
+    }
+    drover_worker_handle (s_worker, queue, s_echo_handler, NULL);
+    drover_worker_set_concurrency (s_worker, (int) concurrency);
+    drover_worker_set_prefetch (s_worker, (int) prefetch);
+
+    struct sigaction action;
+    memset (&action, 0, sizeof action);
+    action.sa_handler = s_stop_worker;
+    sigemptyset (&action.sa_mask);
+    sigaction (SIGTERM, &action, NULL);
+    sigaction (SIGINT, &action, NULL);
+    if (cli_interrupted ())
+        drover_worker_stop (s_worker);
+
+    rc = drover_worker_run (s_worker);
+    if (rc)
+        cli_error ("bench-worker: %s (broker %s)", drover_strerror (rc), cfg.endpoint);
+    drover_worker_t *worker = s_worker;
+    s_worker = NULL;
+    drover_worker_destroy (&worker);
+    return cli_exit_code (rc);
+}
+
+//  Small helpers -------------------------------------------------------------------
+
+static int64_t
+s_now_ns (void)
+{
+    struct timespec now;
+    clock_gettime (CLOCK_MONOTONIC, &now);
+    return (int64_t) now.tv_sec * 1000000000 + now.tv_nsec;
+}
+
+//  VmRSS of a process in kB, or -1.
+static long
+s_rss_kb (int pid)
+{
+    char path [64], line [256];
+    snprintf (path, sizeof path, "/proc/%d/status", pid);
+    FILE *file = fopen (path, "r");
+    if (!file)
+        return -1;
+    long kb = -1;
+    while (fgets (line, sizeof line, file))
+        if (strncmp (line, "VmRSS:", 6) == 0) {
+            kb = strtol (line + 6, NULL, 10);
+            break;
+        }
+    fclose (file);
+    return kb;
+}
+
+//  User + system CPU seconds a process has used so far, or -1.
+static double
+s_cpu_seconds (int pid)
+{
+    char path [64], text [1024];
+    snprintf (path, sizeof path, "/proc/%d/stat", pid);
+    FILE *file = fopen (path, "r");
+    if (!file)
+        return -1;
+    size_t size = fread (text, 1, sizeof text - 1, file);
+    fclose (file);
+    text [size] = 0;
+    //  Fields after the command name (which may hold spaces): state is
+    //  field 3, utime 14, stime 15.
+    char *close = strrchr (text, ')');
+    if (!close)
+        return -1;
+    unsigned long long utime = 0, stime = 0;
+    if (sscanf (close + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu",
+                &utime, &stime) != 2)
+        return -1;
+    long ticks = sysconf (_SC_CLK_TCK);
+    return (double) (utime + stime) / (double) (ticks > 0? ticks: 100);
+}
+
+static double
+s_self_cpu_seconds (void)
+{
+    struct rusage usage;
+    getrusage (RUSAGE_SELF, &usage);
+    return usage.ru_utime.tv_sec + usage.ru_utime.tv_usec / 1e6
+         + usage.ru_stime.tv_sec + usage.ru_stime.tv_usec / 1e6;
+}
+
+//  True once pid has ended (reaped, *pid_p set to 0).
+static bool
+s_ended (int *pid_p, int *status_p)
+{
+    if (*pid_p <= 0)
+        return true;
+    int status = 0;
+    pid_t rc = waitpid ((pid_t) *pid_p, &status, WNOHANG);
+    if (rc == (pid_t) *pid_p || (rc < 0 && errno == ECHILD)) {
+        *pid_p = 0;
+        if (status_p)
+            *status_p = status;
+        return true;
+    }
+    return false;
+}
+
+static void
+s_describe_status (int status, char *text, size_t size)
+{
+    if (WIFEXITED (status))
+        snprintf (text, size, "exited with status %d", WEXITSTATUS (status));
+    else
+    if (WIFSIGNALED (status))
+        snprintf (text, size, "was killed by signal %d", WTERMSIG (status));
+    else
+        snprintf (text, size, "ended (status %d)", status);
+}
+
+//  Prints the last lines of a log file on stderr, indented.
+static void
+s_show_log_tail (const char *path)
+{
+    FILE *file = fopen (path, "r");
+    if (!file)
+        return;
+    char lines [8][512];
+    size_t count = 0;
+    char line [512];
+    while (fgets (line, sizeof line, file))
+        snprintf (lines [count++ % 8], sizeof lines [0], "%s", line);
+    fclose (file);
+    size_t first = count > 8? count - 8: 0;
+    for (size_t index = first; index < count; index++)
+        fprintf (stderr, "    %s", lines [index % 8]);
+}
+
+//  The broker process -------------------------------------------------------------
+
+typedef struct {
+    int pid;                    //  droverd, 0 when not running
+    char *log;                  //  its stderr, in the temporary directory
+    char *producers;            //  bound client endpoint
+    char *workers;              //  bound worker endpoint
+} broker_proc_t;
+
+//  Starts argv with stdout and stderr going to log_path. fork + exec (no
+//  allocation between them), so the child can ask to be killed when we
+//  die, which posix_spawn cannot. Returns the pid or -1 (printed).
+static int
+s_spawn_logged (char *const argv [], const char *log_path)
+{
+    int fd = open (log_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        cli_error ("bench: cannot create %s: %s", log_path, strerror (errno));
+        return -1;
+    }
+    fflush (NULL);
+    pid_t parent = getpid ();
+    pid_t pid = fork ();
+    if (pid == 0) {
+        dup2 (fd, STDOUT_FILENO);
+        dup2 (fd, STDERR_FILENO);
+        prctl (PR_SET_PDEATHSIG, SIGTERM);
+        if (getppid () != parent)
+            _exit (127);
+        struct sigaction action;
+        memset (&action, 0, sizeof action);
+        action.sa_handler = SIG_DFL;
+        sigaction (SIGPIPE, &action, NULL);
+        sigset_t none;
+        sigemptyset (&none);
+        sigprocmask (SIG_SETMASK, &none, NULL);
+        execv (argv [0], argv);
+        _exit (127);
+    }
+    int error = errno;
+    close (fd);
+    if (pid < 0) {
+        cli_error ("bench: cannot start %s: %s", argv [0], strerror (error));
+        return -1;
+    }
+    return (int) pid;
+}
+
+//  Reads the bound endpoints from the broker's log line "serving clients on
+//  EP and workers on EP". Returns 0, or -1 (printed) when the broker ended
+//  or did not say within the timeout.
+static int
+s_broker_wait_ready (broker_proc_t *broker, int timeout_ms)
+{
+    int64_t deadline = cli_now_ms () + timeout_ms;
+    while (cli_now_ms () < deadline && !cli_interrupted ()) {
+        FILE *file = fopen (broker->log, "r");
+        char line [1024];
+        while (file && fgets (line, sizeof line, file)) {
+            char *at = strstr (line, "serving clients on ");
+            char producers [256], workers [256];
+            if (at && sscanf (at, "serving clients on %255s and workers on %255s",
+                              producers, workers) == 2) {
+                fclose (file);
+                broker->producers = strdup (producers);
+                broker->workers = strdup (workers);
+                return broker->producers && broker->workers? 0: -1;
+            }
+        }
+        if (file)
+            fclose (file);
+        int status = 0;
+        if (s_ended (&broker->pid, &status)) {
+            char text [64];
+            s_describe_status (status, text, sizeof text);
+            cli_error ("bench: " BROKER_PROGRAM " %s before serving; its log:", text);
+            s_show_log_tail (broker->log);
+            return -1;
+        }
+        usleep (10 * 1000);
+    }
+    cli_error ("bench: " BROKER_PROGRAM " did not report its endpoints within %d s; its log:",
+               timeout_ms / 1000);
+    s_show_log_tail (broker->log);
+    return -1;
+}
+
+//  Starts droverd on ephemeral loopback ports. Logs at info: the endpoint
+//  line is an info line, and the broker logs nothing per job at that level
+//  (only peers joining and leaving), so the run pays nothing for it.
+static int
+s_broker_start (broker_proc_t *broker, const char *program, const cli_keyring_t *ring,
+                const char *tmp_dir, const char *name, bool insecure)
+{
+    memset (broker, 0, sizeof *broker);
+    broker->log = zsys_sprintf ("%s/%s.log", tmp_dir, name);
+    char *data_dir = zsys_sprintf ("%s/%s-data", tmp_dir, name);
+    if (!broker->log || !data_dir) {
+        zstr_free (&data_dir);
+        return -1;
+    }
+    char *argv [20];
+    int argc = 0;
+    argv [argc++] = (char *) program;
+    argv [argc++] = "--producers";
+    argv [argc++] = "tcp://127.0.0.1:0";
+    argv [argc++] = "--workers";
+    argv [argc++] = "tcp://127.0.0.1:0";
+    argv [argc++] = "--data-dir";
+    argv [argc++] = data_dir;
+    argv [argc++] = "--log-level";
+    argv [argc++] = "info";
+    if (insecure)
+        argv [argc++] = "--insecure";
+    else {
+        argv [argc++] = "--cert";
+        argv [argc++] = ring->server_secret;
+        argv [argc++] = "--allow";
+        argv [argc++] = ring->allow;
+    }
+    argv [argc] = NULL;
+    broker->pid = s_spawn_logged (argv, broker->log);
+    zstr_free (&data_dir);
+    if (broker->pid < 0) {
+        broker->pid = 0;
+        return -1;
+    }
+    return s_broker_wait_ready (broker, START_TIMEOUT_MS);
+}
+
+static void
+s_broker_stop (broker_proc_t *broker)
+{
+    if (broker->pid > 0)
+        cli_stop_children (&broker->pid, 1, 5000);
+    zstr_free (&broker->log);
+    free (broker->producers);
+    free (broker->workers);
+    memset (broker, 0, sizeof *broker);
+}
+
+//  Run state ---------------------------------------------------------------------
+
+typedef struct {
+    //  Options
+    long jobs, window, latency_jobs, memory_jobs, size, workers;
+    bool insecure, json, skip_raw;
+    const char *raw_path;
+    const char *cmd;
+
+    //  Environment
+    char *tmp_dir;
+    char *droverd;
+    char *self;
+    cli_keyring_t ring;
+    void *payload;              //  the job payload (size bytes)
+
+    //  Results; < 0 when not measured
+    double seconds, jobs_per_s;
+    double warmup_jobs;
+    double p50_ms, p99_ms, mean_ms, max_ms;
+    long rss_before_kb, rss_after_kb, rss_after_throughput_kb;
+    double bytes_per_job;
+    double cpu_broker_s, cpu_workers_s, cpu_producer_s;
+    double raw_jobs_per_s, raw_batch10_jobs_per_s, raw_other_jobs_per_s;
+    char raw_note [256];
+    int failures;
+} bench_t;
+
+//  Completion counting ------------------------------------------------------------
+
+typedef struct {
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    uint64_t done;              //  futures resolved
+    uint64_t failed;            //  of which not done, or with a wrong result
+    uint64_t wake_at;           //  signal once done reaches this
+    bool waiting;               //  the producer sleeps on cond
+    const void *expect;         //  expected result (the payload)
+    size_t expect_size;
+    char first_error [256];
+} tally_t;
+
+//  Runs on the client's I/O thread (or at once on ours): counts the job,
+//  checks its result, and frees the future.
+static void
+s_on_done (drover_future_t *future, void *arg)
+{
+    tally_t *tally = (tally_t *) arg;
+    size_t size = 0;
+    int rc = drover_future_wait (future, 0);
+    const void *result = rc == 0? drover_future_result (future, &size): NULL;
+    bool ok = result && size == tally->expect_size
+           && (size == 0 || memcmp (result, tally->expect, size) == 0);
+    char error [256] = "";
+    if (!ok) {
+        const char *text = drover_future_error (future);
+        snprintf (error, sizeof error, "job %s: %s", drover_future_id (future),
+                  rc? (text && *text? text: drover_strerror (rc)): "result is not the payload");
+    }
+    pthread_mutex_lock (&tally->lock);
+    tally->done++;
+    if (!ok) {
+        if (tally->failed++ == 0)
+            snprintf (tally->first_error, sizeof tally->first_error, "%s", error);
+    }
+    if (tally->waiting && tally->done >= tally->wake_at)
+        pthread_cond_signal (&tally->cond);
+    pthread_mutex_unlock (&tally->lock);
+    drover_future_destroy (&future);
+}
+
+//  Waits (lock held) until tally->done >= target. Returns 0, or -1 on
+//  interrupt or when nothing completes for STALL_MS (printed).
+static int
+s_tally_wait (tally_t *tally, uint64_t target, uint64_t submitted)
+{
+    uint64_t last_done = tally->done;
+    int64_t last_progress = cli_now_ms ();
+    while (tally->done < target) {
+        tally->wake_at = target;
+        tally->waiting = true;
+        struct timespec deadline;
+        clock_gettime (CLOCK_REALTIME, &deadline);
+        deadline.tv_nsec += 200 * 1000000;
+        if (deadline.tv_nsec >= 1000000000) {
+            deadline.tv_sec++;
+            deadline.tv_nsec -= 1000000000;
+        }
+        pthread_cond_timedwait (&tally->cond, &tally->lock, &deadline);
+        tally->waiting = false;
+        if (cli_interrupted ()) {
+            cli_error ("bench: interrupted");
+            return -1;
+        }
+        if (tally->done != last_done) {
+            last_done = tally->done;
+            last_progress = cli_now_ms ();
+        }
+        else
+        if (cli_now_ms () - last_progress > STALL_MS) {
+            cli_error ("bench: no result for %d s (%" PRIu64 " of %" PRIu64 " submitted jobs done)",
+                       STALL_MS / 1000, tally->done, submitted);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+//  Submits jobs keeping at most window outstanding, until every result is
+//  back. Returns 0 with *seconds set, or -1 (printed).
+static int
+s_pipelined (bench_t *self, drover_client_t *client, uint64_t jobs, uint64_t window,
+             double *seconds)
+{
+    //  On the heap: when a run fails, callbacks for the jobs still out may
+    //  run until the client is destroyed, and must find it alive.
+    tally_t *tally = calloc (1, sizeof *tally);
+    if (!tally) {
+        cli_error ("out of memory");
+        return -1;
+    }
+    pthread_mutex_init (&tally->lock, NULL);
+    pthread_cond_init (&tally->cond, NULL);
+    tally->expect = self->payload;
+    tally->expect_size = (size_t) self->size;
+
+    const void *datas [SUBMIT_CHUNK];
+    size_t sizes [SUBMIT_CHUNK];
+    drover_future_t *futures [SUBMIT_CHUNK];
+    for (size_t index = 0; index < SUBMIT_CHUNK; index++) {
+        datas [index] = self->payload;
+        sizes [index] = (size_t) self->size;
+    }
+    uint64_t chunk = window < SUBMIT_CHUNK? window: SUBMIT_CHUNK;
+    drover_job_opts_t opts = DROVER_JOB_OPTS_INIT;
+    int rc = 0;
+    uint64_t submitted = 0;
+    int64_t start = s_now_ns ();
+    while (submitted < jobs && rc == 0) {
+        uint64_t want = jobs - submitted < chunk? jobs - submitted: chunk;
+        pthread_mutex_lock (&tally->lock);
+        //  Room for `want` more: outstanding (submitted - done) <= window - want
+        if (submitted + want > tally->done + window)
+            rc = s_tally_wait (tally, submitted + want - window, submitted);
+        uint64_t room = tally->done + window - submitted;
+        pthread_mutex_unlock (&tally->lock);
+        if (rc)
+            break;
+        uint64_t count = want < room? want: room;
+        int err = drover_submit_many (client, BENCH_QUEUE, datas, sizes, (size_t) count,
+                                      &opts, futures);
+        if (err) {
+            cli_error ("bench: cannot submit: %s", drover_strerror (err));
+            rc = -1;
+            break;
+        }
+        for (uint64_t index = 0; index < count; index++)
+            drover_future_on_done (futures [index], s_on_done, tally);
+        submitted += count;
+    }
+    pthread_mutex_lock (&tally->lock);
+    if (rc == 0)
+        rc = s_tally_wait (tally, jobs, submitted);
+    if (rc == 0 && tally->failed) {
+        cli_error ("bench: %" PRIu64 " of %" PRIu64 " jobs failed; first: %s",
+                   tally->failed, jobs, tally->first_error);
+        rc = -1;
+    }
+    bool all_back = tally->done >= submitted;
+    pthread_mutex_unlock (&tally->lock);
+    *seconds = (s_now_ns () - start) / 1e9;
+    if (all_back) {
+        pthread_mutex_destroy (&tally->lock);
+        pthread_cond_destroy (&tally->cond);
+        free (tally);
+    }
+    //  else: left for the callbacks still to come (a failed run only)
+    return rc;
+}
+
+static int
+s_compare_double (const void *a, const void *b)
+{
+    double x = *(const double *) a, y = *(const double *) b;
+    return x < y? -1: x > y? 1: 0;
+}
+
+//  Nearest-rank percentile of sorted values.
+static double
+s_percentile (const double *sorted, size_t count, double p)
+{
+    //  ceil (p% of count), in integers so that no libm is needed
+    size_t rank = (size_t) ((p * (double) count + 99.999999) / 100.0);
+    if (rank < 1)
+        rank = 1;
+    if (rank > count)
+        rank = count;
+    return sorted [rank - 1];
+}
+
+//  One job at a time: warmup untimed jobs, then count timed ones. Returns 0
+//  with the figures set, or -1 (printed).
+static int
+s_latency (bench_t *self, drover_client_t *client, long warmup, long count)
+{
+    double *samples = calloc ((size_t) (count > 0? count: 1), sizeof *samples);
+    if (!samples) {
+        cli_error ("out of memory");
+        return -1;
+    }
+    drover_job_opts_t opts = DROVER_JOB_OPTS_INIT;
+    int rc = 0;
+    for (long index = -warmup; index < count && rc == 0; index++) {
+        drover_future_t *future = NULL;
+        int64_t start = s_now_ns ();
+        int err = drover_submit (client, BENCH_QUEUE, self->payload, (size_t) self->size,
+                                 &opts, &future);
+        if (err == 0)
+            err = cli_future_wait (future, CLI_WAIT_DONE, cli_now_ms () + STALL_MS);
+        int64_t end = s_now_ns ();
+        size_t size = 0;
+        const void *result = err == 0? drover_future_result (future, &size): NULL;
+        if (err)
+            cli_error ("bench: latency job: %s", err == DROVER_EINTR? "interrupted"
+                       : drover_future_error (future)? drover_future_error (future)
+                       : drover_strerror (err));
+        else
+        if (!result || size != (size_t) self->size
+        ||  (size && memcmp (result, self->payload, size))) {
+            cli_error ("bench: latency job %s: result is not the payload",
+                       drover_future_id (future));
+            err = DROVER_EINTERNAL;
+        }
+        drover_future_destroy (&future);
+        if (err)
+            rc = -1;
+        else
+        if (index >= 0)
+            samples [index] = (end - start) / 1e6;
+    }
+    if (rc == 0 && count > 0) {
+        double sum = 0;
+        for (long index = 0; index < count; index++)
+            sum += samples [index];
+        qsort (samples, (size_t) count, sizeof *samples, s_compare_double);
+        self->p50_ms = s_percentile (samples, (size_t) count, 50);
+        self->p99_ms = s_percentile (samples, (size_t) count, 99);
+        self->max_ms = samples [count - 1];
+        self->mean_ms = sum / (double) count;
+    }
+    free (samples);
+    return rc;
+}
+
+//  Waits until count bench workers serve the queue, watching their pids.
+static int
+s_wait_workers (drover_client_t *client, int *pids, size_t count, int timeout_ms)
+{
+    int64_t deadline = cli_now_ms () + timeout_ms;
+    uint32_t joined = 0;
+    while (cli_now_ms () < deadline) {
+        for (size_t index = 0; index < count; index++) {
+            int status = 0;
+            int pid = pids [index];
+            if (s_ended (&pids [index], &status)) {
+                char text [64];
+                s_describe_status (status, text, sizeof text);
+                cli_error ("bench: worker process %d %s", pid, text);
+                return -1;
+            }
+        }
+        if (cli_interrupted ()) {
+            cli_error ("bench: interrupted");
+            return -1;
+        }
+        drover_stats_t *stats = NULL;
+        if (drover_stats (client, &stats, 1000) == DROVER_OK) {
+            joined = 0;
+            for (size_t index = 0; index < stats->queue_count; index++)
+                if (streq (stats->queues [index].name, BENCH_QUEUE))
+                    joined = stats->queues [index].workers;
+            drover_stats_destroy (&stats);
+            if (joined >= count)
+                return 0;
+        }
+        usleep (20 * 1000);
+    }
+    cli_error ("bench: only %u of %zu workers joined the broker within %d s",
+               joined, count, timeout_ms / 1000);
+    return -1;
+}
+
+static int
+s_client_connect (bench_t *self, const broker_proc_t *broker, drover_client_t **client_p)
+{
+    drover_connect_t cfg;
+    memset (&cfg, 0, sizeof cfg);
+    cfg.endpoint = broker->producers;
+    cfg.insecure = self->insecure;
+    if (!self->insecure) {
+        cfg.server_key = self->ring.server;
+        cfg.cert = self->ring.producer_secret;
+    }
+    cfg.timeout_ms = CLI_DEFAULT_CONNECT_MS;
+    cfg.name = "drover-bench";
+    return cli_connect (&cfg, self->cmd, client_p) == 0? 0: -1;
+}
+
+//  Phases 1 and 2: a broker, W echo workers, throughput then latency.
+static int
+s_phase_jobs (bench_t *self)
+{
+    int rc = -1;
+    broker_proc_t broker;
+    memset (&broker, 0, sizeof broker);
+    drover_client_t *client = NULL;
+    int *pids = calloc ((size_t) self->workers, sizeof *pids);
+    if (!pids) {
+        cli_error ("out of memory");
+        return -1;
+    }
+    if (s_broker_start (&broker, self->droverd, &self->ring, self->tmp_dir, "broker-jobs",
+                        self->insecure))
+        goto done;
+
+    char prefetch [16];
+    snprintf (prefetch, sizeof prefetch, "%d", WORKER_PREFETCH);
+    char *argv [16];
+    int argc = 0;
+    argv [argc++] = self->self;
+    argv [argc++] = "bench-worker";
+    argv [argc++] = "--broker";
+    argv [argc++] = broker.workers;
+    argv [argc++] = "--queue";
+    argv [argc++] = BENCH_QUEUE;
+    argv [argc++] = "--concurrency";
+    argv [argc++] = "1";
+    argv [argc++] = "--prefetch";
+    argv [argc++] = prefetch;
+    if (self->insecure)
+        argv [argc++] = "--insecure";
+    else {
+        argv [argc++] = "--server-key";
+        argv [argc++] = self->ring.server;
+        argv [argc++] = "--cert";
+        argv [argc++] = self->ring.worker_secret;
+    }
+    argv [argc] = NULL;
+    for (long index = 0; index < self->workers; index++) {
+        pids [index] = cli_spawn (argv);
+        if (pids [index] < 0) {
+            pids [index] = 0;
+            goto done;
+        }
+    }
+    if (s_client_connect (self, &broker, &client))
+        goto done;
+    if (s_wait_workers (client, pids, (size_t) self->workers, START_TIMEOUT_MS))
+        goto done;
+
+    //  Warm-up: connections, CURVE sessions, allocator and tables settle.
+    long warmup = self->jobs / 20;
+    if (warmup < 100)
+        warmup = 100;
+    if (warmup > 10000)
+        warmup = 10000;
+    double warm_seconds;
+    if (s_pipelined (self, client, (uint64_t) warmup, (uint64_t) self->window, &warm_seconds))
+        goto done;
+    self->warmup_jobs = (double) warmup;
+
+    double cpu_broker = s_cpu_seconds (broker.pid), cpu_self = s_self_cpu_seconds ();
+    double cpu_workers = 0;
+    for (long index = 0; index < self->workers; index++)
+        cpu_workers += s_cpu_seconds (pids [index]);
+    if (s_pipelined (self, client, (uint64_t) self->jobs, (uint64_t) self->window,
+                     &self->seconds))
+        goto done;
+    self->jobs_per_s = self->seconds > 0? self->jobs / self->seconds: 0;
+    self->cpu_broker_s = s_cpu_seconds (broker.pid) - cpu_broker;
+    self->cpu_producer_s = s_self_cpu_seconds () - cpu_self;
+    double workers_now = 0;
+    for (long index = 0; index < self->workers; index++)
+        workers_now += s_cpu_seconds (pids [index]);
+    self->cpu_workers_s = workers_now - cpu_workers;
+    self->rss_after_throughput_kb = s_rss_kb (broker.pid);
+
+    if (self->latency_jobs > 0) {
+        long warm = self->latency_jobs / 10;
+        if (warm < 20)
+            warm = 20;
+        if (warm > 200)
+            warm = 200;
+        if (s_latency (self, client, warm, self->latency_jobs))
+            goto done;
+    }
+    rc = 0;
+
+done:
+    drover_client_destroy (&client);
+    cli_stop_children (pids, (size_t) self->workers, 5000);
+    s_broker_stop (&broker);
+    free (pids);
+    return rc;
+}
+
+//  Phase 3: a fresh broker, M jobs on a queue nobody serves.
+static int
+s_phase_memory (bench_t *self)
+{
+    int rc = -1;
+    broker_proc_t broker;
+    memset (&broker, 0, sizeof broker);
+    drover_client_t *client = NULL;
+    size_t count = (size_t) self->memory_jobs;
+    drover_future_t **futures = calloc (count, sizeof *futures);
+    const void **datas = calloc (count, sizeof *datas);
+    size_t *sizes = calloc (count, sizeof *sizes);
+    if (!futures || !datas || !sizes) {
+        cli_error ("out of memory");
+        goto done;
+    }
+    for (size_t index = 0; index < count; index++) {
+        datas [index] = self->payload;
+        sizes [index] = (size_t) self->size;
+    }
+    if (s_broker_start (&broker, self->droverd, &self->ring, self->tmp_dir, "broker-memory",
+                        self->insecure))
+        goto done;
+    if (s_client_connect (self, &broker, &client))
+        goto done;
+    self->rss_before_kb = s_rss_kb (broker.pid);
+    drover_job_opts_t opts = DROVER_JOB_OPTS_INIT;
+    for (size_t start = 0; start < count; start += 1000) {
+        size_t n = count - start < 1000? count - start: 1000;
+        int err = drover_submit_many (client, IDLE_QUEUE, datas + start, sizes + start, n,
+                                      &opts, futures + start);
+        if (err) {
+            cli_error ("bench: cannot submit: %s", drover_strerror (err));
+            goto done;
+        }
+    }
+    int64_t deadline = cli_now_ms () + STALL_MS;
+    for (size_t index = 0; index < count; index++) {
+        int err = cli_future_wait (futures [index], CLI_WAIT_ACCEPTED, deadline);
+        if (err) {
+            cli_error ("bench: job %zu of %zu not accepted: %s", index + 1, count,
+                       err == DROVER_EINTR? "interrupted": drover_strerror (err));
+            goto done;
+        }
+    }
+    self->rss_after_kb = s_rss_kb (broker.pid);
+    if (self->rss_before_kb < 0 || self->rss_after_kb < 0) {
+        cli_error ("bench: cannot read the broker's VmRSS from /proc/%d/status", broker.pid);
+        goto done;
+    }
+    self->bytes_per_job = (self->rss_after_kb - self->rss_before_kb) * 1024.0 / (double) count;
+    rc = 0;
+
+done:
+    for (size_t index = 0; futures && index < count; index++)
+        drover_future_destroy (&futures [index]);
+    drover_client_destroy (&client);
+    s_broker_stop (&broker);
+    free (futures);
+    free (datas);
+    free (sizes);
+    return rc;
+}
+
+//  The raw floor -----------------------------------------------------------------
+
+//  Runs raw_floor --json with the given transport settings; *rate gets its
+//  jobs_per_s. Returns 0 or -1 (printed).
+static int
+s_raw_run (bench_t *self, bool curve, int batch, double *rate)
+{
+    char jobs [32], workers [16], window [16], batch_text [16], size [32], inflight [32];
+    snprintf (jobs, sizeof jobs, "%ld", self->jobs);
+    snprintf (workers, sizeof workers, "%ld", self->workers);
+    snprintf (window, sizeof window, "%d", RAW_WINDOW);
+    snprintf (batch_text, sizeof batch_text, "%d", batch);
+    snprintf (size, sizeof size, "%ld", self->size);
+    snprintf (inflight, sizeof inflight, "%ld", self->window);
+    char *argv [] = {
+        (char *) self->raw_path, "--jobs", jobs, "--workers", workers, "--window", window,
+        "--batch", batch_text, "--size", size, "--inflight", inflight,
+        curve? "--curve": "--no-curve", "--json", NULL
+    };
+    int fds [2];
+    if (pipe (fds) || fcntl (fds [0], F_SETFD, FD_CLOEXEC) || fcntl (fds [1], F_SETFD, FD_CLOEXEC)) {
+        cli_error ("bench: pipe: %s", strerror (errno));
+        return -1;
+    }
+    posix_spawn_file_actions_t actions;
+    posix_spawn_file_actions_init (&actions);
+    posix_spawn_file_actions_adddup2 (&actions, fds [1], STDOUT_FILENO);
+    fflush (NULL);
+    pid_t pid;
+    int err = posix_spawn (&pid, argv [0], &actions, NULL, argv, environ);
+    posix_spawn_file_actions_destroy (&actions);
+    close (fds [1]);
+    if (err) {
+        close (fds [0]);
+        cli_error ("bench: cannot start %s: %s", argv [0], strerror (err));
+        return -1;
+    }
+    char output [4096];
+    size_t used = 0;
+    ssize_t got;
+    while ((got = read (fds [0], output + used, sizeof output - 1 - used)) > 0
+       ||  (got < 0 && errno == EINTR))
+        if (got > 0)
+            used += (size_t) got;
+    close (fds [0]);
+    output [used] = 0;
+    int status = 0;
+    while (waitpid (pid, &status, 0) < 0 && errno == EINTR)
+        ;
+    const char *field = strstr (output, "\"jobs_per_s\":");
+    if (!WIFEXITED (status) || WEXITSTATUS (status) != 0 || !field) {
+        char text [64];
+        s_describe_status (status, text, sizeof text);
+        cli_error ("bench: %s (%s, batch %d) %s without a result", argv [0],
+                   curve? "CURVE": "no CURVE", batch, text);
+        return -1;
+    }
+    *rate = strtod (field + strlen ("\"jobs_per_s\":"), NULL);
+    return 0;
+}
+
+//  Report --------------------------------------------------------------------------
+
+static void
+s_json_number (const char *name, double value, int decimals, bool last)
+{
+    if (value < 0 || value != value)
+        printf ("\"%s\":null%s", name, last? "": ",");
+    else
+        printf ("\"%s\":%.*f%s", name, decimals, value, last? "": ",");
+}
+
+static void
+s_report_json (bench_t *self)
+{
+    double ratio = self->jobs_per_s > 0 && self->raw_jobs_per_s > 0
+                 ? self->jobs_per_s / self->raw_jobs_per_s: -1;
+    printf ("{\"name\":\"drover_bench\",\"curve\":%s,\"size\":%ld,\"workers\":%ld,"
+            "\"prefetch\":%d,\"jobs\":%ld,\"window\":%ld,",
+            self->insecure? "false": "true", self->size, self->workers, WORKER_PREFETCH,
+            self->jobs, self->window);
+    s_json_number ("seconds", self->seconds, 6, false);
+    s_json_number ("jobs_per_s", self->jobs_per_s, 1, false);
+    printf ("\"latency_jobs\":%ld,", self->latency_jobs);
+    s_json_number ("latency_p50_ms", self->p50_ms, 4, false);
+    s_json_number ("latency_p99_ms", self->p99_ms, 4, false);
+    s_json_number ("latency_mean_ms", self->mean_ms, 4, false);
+    s_json_number ("latency_max_ms", self->max_ms, 4, false);
+    printf ("\"memory_jobs\":%ld,", self->memory_jobs);
+    s_json_number ("broker_rss_before_kb", (double) self->rss_before_kb, 0, false);
+    s_json_number ("broker_rss_after_kb", (double) self->rss_after_kb, 0, false);
+    s_json_number ("broker_bytes_per_queued_job", self->bytes_per_job, 1, false);
+    s_json_number ("broker_rss_after_throughput_kb", (double) self->rss_after_throughput_kb, 0, false);
+    s_json_number ("cpu_broker_s", self->cpu_broker_s, 3, false);
+    s_json_number ("cpu_workers_s", self->cpu_workers_s, 3, false);
+    s_json_number ("cpu_producer_s", self->cpu_producer_s, 3, false);
+    printf ("\"raw_window\":%d,", RAW_WINDOW);
+    s_json_number ("raw_floor_jobs_per_s", self->raw_jobs_per_s, 1, false);
+    s_json_number ("ratio_to_floor", ratio, 4, false);
+    s_json_number ("raw_floor_batch10_jobs_per_s", self->raw_batch10_jobs_per_s, 1, false);
+    s_json_number (self->insecure? "raw_floor_curve_jobs_per_s": "raw_floor_plain_jobs_per_s",
+                   self->raw_other_jobs_per_s, 1, false);
+    printf ("\"raw_note\":\"");
+    for (const char *p = self->raw_note; *p; p++)
+        if (*p == '"' || *p == '\\')
+            printf ("\\%c", *p);
+        else
+        if ((unsigned char) *p >= 0x20)
+            putchar (*p);
+    printf ("\",\"ok\":%s}\n", self->failures? "false": "true");
+}
+
+static void
+s_report_text (bench_t *self)
+{
+    const char *security = self->insecure? "plaintext": "CURVE";
+    printf ("drover bench: %ld-byte jobs, %ld worker processes (concurrency 1, prefetch %d), %s, "
+            "loopback\n\n", self->size, self->workers, WORKER_PREFETCH, security);
+    printf ("  %-32s %s\n", "measure", "result");
+    if (self->jobs_per_s > 0)
+        printf ("  %-32s %10.0f jobs/s   (%ld jobs in %.3f s, window %ld)\n",
+                "pipelined throughput", self->jobs_per_s, self->jobs, self->seconds, self->window);
+    else
+        printf ("  %-32s %10s\n", "pipelined throughput", "failed");
+    if (self->raw_jobs_per_s > 0) {
+        printf ("  %-32s %10.0f jobs/s   (window %d, batch 1, %s)\n", "raw floor, same settings",
+                self->raw_jobs_per_s, RAW_WINDOW, security);
+        if (self->jobs_per_s > 0)
+            printf ("  %-32s %10.2f x        (issue target: >= 0.50)\n", "drover / raw floor",
+                    self->jobs_per_s / self->raw_jobs_per_s);
+    }
+    if (self->raw_batch10_jobs_per_s > 0)
+        printf ("  %-32s %10.0f jobs/s   (context)\n", "raw floor, batch 10",
+                self->raw_batch10_jobs_per_s);
+    if (self->raw_other_jobs_per_s > 0)
+        printf ("  %-32s %10.0f jobs/s   (context)\n",
+                self->insecure? "raw floor, CURVE": "raw floor, no CURVE",
+                self->raw_other_jobs_per_s);
+    if (*self->raw_note)
+        printf ("  %-32s %s\n", "raw floor", self->raw_note);
+    if (self->latency_jobs > 0) {
+        if (self->p50_ms >= 0)
+            printf ("  %-32s p50 %.3f ms, p99 %.3f ms   (%ld jobs; mean %.3f, max %.3f)\n",
+                    "latency, one job at a time", self->p50_ms, self->p99_ms,
+                    self->latency_jobs, self->mean_ms, self->max_ms);
+        else
+            printf ("  %-32s %10s\n", "latency, one job at a time", "failed");
+    }
+    if (self->memory_jobs > 0) {
+        if (self->bytes_per_job >= 0)
+            printf ("  %-32s %10.0f bytes    (%ld jobs queued; RSS %.1f -> %.1f MiB)\n",
+                    "broker memory per queued job", self->bytes_per_job, self->memory_jobs,
+                    self->rss_before_kb / 1024.0, self->rss_after_kb / 1024.0);
+        else
+            printf ("  %-32s %10s\n", "broker memory per queued job", "failed");
+    }
+    if (self->cpu_broker_s >= 0)
+        printf ("  %-32s broker %.2f s, workers %.2f s, producer %.2f s\n",
+                "CPU during throughput", self->cpu_broker_s, self->cpu_workers_s,
+                self->cpu_producer_s);
+    if (self->rss_after_throughput_kb >= 0)
+        printf ("  %-32s %.1f MiB   (finished jobs are kept for their result TTL)\n",
+                "broker RSS after throughput", self->rss_after_throughput_kb / 1024.0);
+    if (self->failures)
+        printf ("\n%d measurement(s) failed (see above)\n", self->failures);
+}
+
+//  bench --------------------------------------------------------------------------
+
+enum {
+    OPT_LATENCY_JOBS = 0x4000,
+    OPT_MEMORY_JOBS,
+    OPT_RAW,
+    OPT_SKIP_RAW,
+    OPT_JSON,
+    OPT_INSECURE_RUN
+};
+
+static const char *s_usage =
+    "Usage: drover bench [options]\n"
+    "\n"
+    "Measures Drover on this machine, over loopback, with CURVE on (unless\n"
+    "--insecure): a droverd process and W echo worker processes (concurrency 1,\n"
+    "prefetch 100), fresh keys in a temporary directory, everything stopped and\n"
+    "removed at the end. Reports:\n"
+    "  - pipelined throughput: N jobs, at most WINDOW outstanding, until every\n"
+    "    result is back (jobs/s);\n"
+    "  - round-trip latency, one job at a time: p50 and p99;\n"
+    "  - broker memory per queued job: VmRSS growth of a fresh broker while M\n"
+    "    jobs wait on a queue nobody serves;\n"
+    "  - the raw-libzmq floor (raw_floor, same transport settings: W workers,\n"
+    "    window 100, batch 1) and Drover's throughput as a ratio of it, plus the\n"
+    "    floor with batch 10 and with the other security setting for context.\n"
+    "\n"
+    "Options:\n"
+    "  -n, --jobs N          jobs for throughput and the floor (default 200000)\n"
+    "  -w, --window W        outstanding jobs at most (default 10000)\n"
+    "      --latency-jobs N  timed one-at-a-time jobs (default 2000; 0 skips)\n"
+    "      --memory-jobs M   jobs queued for the memory figure (default 100000;\n"
+    "                        0 skips)\n"
+    "  -s, --size BYTES      payload (and result) size (default 64)\n"
+    "      --workers W       worker processes (default 2)\n"
+    "      --insecure        plaintext everywhere, for comparison\n"
+    "      --raw PATH        the raw_floor program (default: next to drover, then\n"
+    "                        ../bench/raw_floor, then PATH; skipped if not found)\n"
+    "      --skip-raw        do not run the raw floor\n"
+    "      --json            print one JSON object line with every figure\n"
+    "  -h, --help            show this help\n"
+    "\n"
+    "Exit: 0 when every measurement succeeded, 1 when one failed, 2 bad usage.\n";
 
 int
 cli_bench (int argc, char **argv)
 {
-    for (int index = 1; index < argc; index++)
-        if (strcmp (argv [index], "--help") == 0 || strcmp (argv [index], "-h") == 0) {
-            printf ("Usage: drover bench [options]\n"
-                    "\n"
-                    "Measures job throughput and latency against a broker (not implemented yet).\n");
-            return CLI_EXIT_OK;
+    static const struct option options [] = {
+        { "jobs",         required_argument, NULL, 'n' },
+        { "window",       required_argument, NULL, 'w' },
+        { "latency-jobs", required_argument, NULL, OPT_LATENCY_JOBS },
+        { "memory-jobs",  required_argument, NULL, OPT_MEMORY_JOBS },
+        { "size",         required_argument, NULL, 's' },
+        { "workers",      required_argument, NULL, 'W' },
+        { "insecure",     no_argument,       NULL, OPT_INSECURE_RUN },
+        { "raw",          required_argument, NULL, OPT_RAW },
+        { "skip-raw",     no_argument,       NULL, OPT_SKIP_RAW },
+        { "json",         no_argument,       NULL, OPT_JSON },
+        { "help",         no_argument,       NULL, 'h' },
+        { NULL, 0, NULL, 0 }
+    };
+    bench_t self;
+    memset (&self, 0, sizeof self);
+    self.cmd = argv [0];
+    self.jobs = DEFAULT_JOBS;
+    self.window = DEFAULT_WINDOW;
+    self.latency_jobs = DEFAULT_LATENCY_JOBS;
+    self.memory_jobs = DEFAULT_MEMORY_JOBS;
+    self.size = DEFAULT_SIZE;
+    self.workers = DEFAULT_WORKERS;
+    const char *cmd = self.cmd;
+    int opt;
+    while ((opt = cli_getopt (argc, argv, ":n:w:s:h", options)) != -1) {
+        switch (opt) {
+            case 'n':
+                if (cli_parse_long (optarg, 1, 1000000000, &self.jobs))
+                    return cli_usage (cmd, "--jobs must be 1..1000000000, not '%s'", optarg);
+                break;
+            case 'w':
+                if (cli_parse_long (optarg, 1, 10000000, &self.window))
+                    return cli_usage (cmd, "--window must be 1..10000000, not '%s'", optarg);
+                break;
+            case OPT_LATENCY_JOBS:
+                if (cli_parse_long (optarg, 0, 100000000, &self.latency_jobs))
+                    return cli_usage (cmd, "--latency-jobs must be 0..100000000, not '%s'", optarg);
+                break;
+            case OPT_MEMORY_JOBS:
+                if (cli_parse_long (optarg, 0, 100000000, &self.memory_jobs))
+                    return cli_usage (cmd, "--memory-jobs must be 0..100000000, not '%s'", optarg);
+                break;
+            case 's':
+                if (cli_parse_long (optarg, 1, 8 * 1024 * 1024, &self.size))
+                    return cli_usage (cmd, "--size must be 1..8388608 bytes, not '%s'", optarg);
+                break;
+            case 'W':
+                if (cli_parse_long (optarg, 1, 256, &self.workers))
+                    return cli_usage (cmd, "--workers must be 1..256, not '%s'", optarg);
+                break;
+            case OPT_INSECURE_RUN: self.insecure = true; break;
+            case OPT_RAW: self.raw_path = optarg; break;
+            case OPT_SKIP_RAW: self.skip_raw = true; break;
+            case OPT_JSON: self.json = true; break;
+            case 'h':
+                fputs (s_usage, stdout);
+                return CLI_EXIT_OK;
+            default:
+                return CLI_EXIT_USAGE;
         }
-    cli_error ("bench: not implemented yet");
-    return CLI_EXIT_FAILED;
+    }
+    if (optind < argc)
+        return cli_usage (cmd, "unexpected argument '%s'", argv [optind]);
+    if (self.raw_path && self.skip_raw)
+        return cli_usage (cmd, "--raw and --skip-raw do not go together");
+    if (self.raw_path && access (self.raw_path, X_OK))
+        return cli_usage (cmd, "--raw: '%s' is not an executable file", self.raw_path);
+    //  The broker and workers speak up for warnings only.
+    setenv ("DROVER_LOG_LEVEL", "warn", 0);
+
+    self.seconds = self.jobs_per_s = -1;
+    self.p50_ms = self.p99_ms = self.mean_ms = self.max_ms = -1;
+    self.rss_before_kb = self.rss_after_kb = self.rss_after_throughput_kb = -1;
+    self.bytes_per_job = -1;
+    self.cpu_broker_s = self.cpu_workers_s = self.cpu_producer_s = -1;
+    self.raw_jobs_per_s = self.raw_batch10_jobs_per_s = self.raw_other_jobs_per_s = -1;
+    char *raw_found = NULL;
+
+    self.payload = malloc ((size_t) self.size);
+    if (!self.payload) {
+        cli_error ("out of memory");
+        return CLI_EXIT_FAILED;
+    }
+    for (long index = 0; index < self.size; index++)
+        ((unsigned char *) self.payload) [index] = (unsigned char) ('a' + index % 26);
+
+    self.droverd = cli_find_program (BROKER_PROGRAM, "broker");
+    if (!self.droverd) {
+        cli_error ("bench: cannot find %s (looked next to drover, in ../broker, and on PATH)",
+                   BROKER_PROGRAM);
+        goto done;
+    }
+    self.self = cli_self_exe ();
+    if (!self.self) {
+        cli_error ("bench: cannot find our own executable (/proc/self/exe)");
+        goto done;
+    }
+    if (!self.skip_raw && !self.raw_path) {
+        raw_found = cli_find_program (RAW_PROGRAM, "bench");
+        self.raw_path = raw_found;
+        if (!raw_found)
+            snprintf (self.raw_note, sizeof self.raw_note,
+                      "skipped: %s not found (next to drover, ../bench, PATH); give --raw PATH",
+                      RAW_PROGRAM);
+    }
+    else
+    if (self.skip_raw)
+        snprintf (self.raw_note, sizeof self.raw_note, "skipped (--skip-raw)");
+
+    const char *tmp_root = getenv ("TMPDIR");
+    self.tmp_dir = zsys_sprintf ("%s/drover-bench-XXXXXX", tmp_root && *tmp_root? tmp_root: "/tmp");
+    if (!self.tmp_dir || !mkdtemp (self.tmp_dir)) {
+        cli_error ("bench: cannot create a temporary directory: %s", strerror (errno));
+        zstr_free (&self.tmp_dir);
+        goto done;
+    }
+    char *keys_dir = zsys_sprintf ("%s/keys", self.tmp_dir);
+    bool reused;
+    int keys_rc = keys_dir? cli_keyring_open (&self.ring, keys_dir, &reused): -1;
+    zstr_free (&keys_dir);
+    if (keys_rc)
+        goto done;
+
+    if (!self.json) {
+        printf ("drover bench: %ld jobs (window %ld), %ld latency jobs, %ld queued for memory; "
+                "this takes a little while\n", self.jobs, self.window, self.latency_jobs,
+                self.memory_jobs);
+        fflush (stdout);
+    }
+    if (s_phase_jobs (&self))
+        self.failures++;
+    if (!cli_interrupted () && self.memory_jobs > 0 && s_phase_memory (&self))
+        self.failures++;
+    if (!cli_interrupted () && self.raw_path) {
+        //  The floor runs alone: every Drover process is stopped by now.
+        if (s_raw_run (&self, !self.insecure, 1, &self.raw_jobs_per_s))
+            self.failures++;
+        if (!cli_interrupted () && s_raw_run (&self, !self.insecure, 10,
+                                              &self.raw_batch10_jobs_per_s))
+            self.failures++;
+        if (!cli_interrupted () && s_raw_run (&self, self.insecure, 1,
+                                              &self.raw_other_jobs_per_s))
+            self.failures++;
+    }
+    if (cli_interrupted ())
+        self.failures++;
+    if (self.json)
+        s_report_json (&self);
+    else {
+        printf ("\n");
+        s_report_text (&self);
+    }
+
+done:
+    {
+        int exit_code = self.failures == 0 && self.tmp_dir && self.jobs_per_s >= 0
+                      ? CLI_EXIT_OK: CLI_EXIT_FAILED;
+        if (self.tmp_dir)
+            cli_remove_tree (self.tmp_dir);
+        zstr_free (&self.tmp_dir);
+        cli_keyring_close (&self.ring);
+        free (self.droverd);
+        free (self.self);
+        free (raw_found);
+        free (self.payload);
+        return exit_code;
+    }
 }

@@ -6,6 +6,7 @@
 #include <assert.h>
 #include <czmq.h>
 #include <ctype.h>
+#include <dirent.h>
 #include <errno.h>
 #include <limits.h>
 #include <signal.h>
@@ -14,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -428,4 +430,82 @@ cli_self_exe (void)
         return NULL;
     path [size] = 0;
     return strdup (path);
+}
+
+//  Returns dir/name as a new string if it is an executable file, else NULL.
+static char *
+s_executable (const char *dir, const char *name)
+{
+    char *path = zsys_sprintf ("%s/%s", dir, name);
+    if (path && access (path, X_OK) == 0) {
+        char absolute [PATH_MAX];
+        if (realpath (path, absolute)) {
+            zstr_free (&path);
+            return strdup (absolute);
+        }
+    }
+    zstr_free (&path);
+    return NULL;
+}
+
+char *
+cli_which (const char *name)
+{
+    const char *path = getenv ("PATH");
+    if (!path)
+        return NULL;
+    char *copy = strdup (path);
+    char *found = NULL;
+    char *saveptr = NULL;
+    for (char *dir = strtok_r (copy, ":", &saveptr); dir && !found;
+         dir = strtok_r (NULL, ":", &saveptr))
+        found = s_executable (*dir? dir: ".", name);
+    free (copy);
+    return found;
+}
+
+char *
+cli_find_program (const char *name, const char *tree_dir)
+{
+    char *self = cli_self_exe ();
+    char *found = NULL;
+    if (self) {
+        char *slash = strrchr (self, '/');
+        if (slash) {
+            *slash = 0;
+            found = s_executable (self, name);
+            if (!found) {
+                char *tree = zsys_sprintf ("%s/../%s", self, tree_dir);
+                found = tree? s_executable (tree, name): NULL;
+                zstr_free (&tree);
+            }
+        }
+        free (self);
+    }
+    return found? found: cli_which (name);
+}
+
+void
+cli_remove_tree (const char *path)
+{
+    struct stat info;
+    if (lstat (path, &info))
+        return;
+    if (S_ISDIR (info.st_mode)) {
+        DIR *dir = opendir (path);
+        struct dirent *entry;
+        while (dir && (entry = readdir (dir))) {
+            if (streq (entry->d_name, ".") || streq (entry->d_name, ".."))
+                continue;
+            char *child = zsys_sprintf ("%s/%s", path, entry->d_name);
+            if (child)
+                cli_remove_tree (child);
+            zstr_free (&child);
+        }
+        if (dir)
+            closedir (dir);
+        rmdir (path);
+    }
+    else
+        unlink (path);
 }

@@ -48,6 +48,7 @@ int cli_up (int argc, char **argv);             //  up.c
 int cli_demo (int argc, char **argv);           //  demo.c
 int cli_demo_worker (int argc, char **argv);
 int cli_bench (int argc, char **argv);          //  bench.c
+int cli_bench_worker (int argc, char **argv);
 
 //  Errors and exit codes -------------------------------------------------
 
@@ -196,5 +197,16 @@ void cli_stop_children (int *pids, size_t count, int grace_ms);
 
 //  Our own executable's path (/proc/self/exe), heap string or NULL.
 char *cli_self_exe (void);
+
+//  Looks name up in $PATH; a new absolute path, or NULL.
+char *cli_which (const char *name);
+
+//  Finds a companion program: next to us (installed), then in the build
+//  tree (cli/../tree_dir/), then on PATH. A new absolute path, or NULL.
+char *cli_find_program (const char *name, const char *tree_dir);
+
+//  Removes path and, for a directory, everything under it (without
+//  following symbolic links). Best effort: what cannot go stays.
+void cli_remove_tree (const char *path);
 
 #endif

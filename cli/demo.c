@@ -224,33 +224,6 @@ static const char *s_usage =
     "  -t, --timeout S       give up the parallel phase after S seconds (default 600)\n"
     "  -h, --help            show this help\n";
 
-//  Removes path and, for a directory, everything under it (without
-//  following symbolic links). Best effort: what cannot go stays.
-static void
-s_remove_tree (const char *path)
-{
-    struct stat info;
-    if (lstat (path, &info))
-        return;
-    if (S_ISDIR (info.st_mode)) {
-        DIR *dir = opendir (path);
-        struct dirent *entry;
-        while (dir && (entry = readdir (dir))) {
-            if (streq (entry->d_name, ".") || streq (entry->d_name, ".."))
-                continue;
-            char *child = zsys_sprintf ("%s/%s", path, entry->d_name);
-            if (child)
-                s_remove_tree (child);
-            zstr_free (&child);
-        }
-        if (dir)
-            closedir (dir);
-        rmdir (path);
-    }
-    else
-        unlink (path);
-}
-
 //  Seconds between two cli_now_ms() readings.
 static double
 s_seconds (int64_t from, int64_t to)
@@ -604,7 +577,7 @@ done:
         cli_stop_children (pids, (size_t) processes, 10000);
     zactor_destroy (&broker);
     if (tmp_dir)
-        s_remove_tree (tmp_dir);
+        cli_remove_tree (tmp_dir);
     for (long index = 0; payloads && index < chunks; index++)
         zstr_free (&payloads [index]);
     free (payloads);

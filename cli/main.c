@@ -24,8 +24,9 @@ static const s_command_t s_commands [] = {
     { "up",          cli_up,          "run a broker and local workers in one command" },
     { "demo",        cli_demo,        "count primes on local workers and compare with a serial run" },
     { "bench",       cli_bench,       "measure throughput and latency" },
-    //  Hidden: the worker processes `drover demo` starts.
+    //  Hidden: the worker processes `drover demo` and `drover bench` start.
     { "demo-worker", cli_demo_worker, NULL },
+    { "bench-worker", cli_bench_worker, NULL },
 };
 #define COMMANDS (sizeof s_commands / sizeof s_commands [0])
 

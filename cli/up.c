@@ -63,60 +63,12 @@ static const char *s_usage =
     "      --keys DIR        key directory (default ./drover-up-keys)\n"
     "  -h, --help            show this help\n";
 
-//  Returns dir/name as a new string if it is an executable file, else NULL.
-static char *
-s_executable (const char *dir, const char *name)
-{
-    char *path = zsys_sprintf ("%s/%s", dir, name);
-    if (path && access (path, X_OK) == 0) {
-        char absolute [PATH_MAX];
-        if (realpath (path, absolute)) {
-            zstr_free (&path);
-            return strdup (absolute);
-        }
-    }
-    zstr_free (&path);
-    return NULL;
-}
-
-//  Looks name up in $PATH; a new absolute path or NULL.
-static char *
-s_which (const char *name)
-{
-    const char *path = getenv ("PATH");
-    if (!path)
-        return NULL;
-    char *copy = strdup (path);
-    char *found = NULL;
-    char *saveptr = NULL;
-    for (char *dir = strtok_r (copy, ":", &saveptr); dir && !found;
-         dir = strtok_r (NULL, ":", &saveptr))
-        found = s_executable (*dir? dir: ".", name);
-    free (copy);
-    return found;
-}
-
 //  The worker runtime: next to us (installed), then in the build tree
 //  (cli/../workers/), then on PATH. A new string, or NULL.
 static char *
 s_find_worker (void)
 {
-    char *self = cli_self_exe ();
-    char *found = NULL;
-    if (self) {
-        char *slash = strrchr (self, '/');
-        if (slash) {
-            *slash = 0;
-            found = s_executable (self, WORKER_PROGRAM);
-            if (!found) {
-                char *tree = zsys_sprintf ("%s/../workers", self);
-                found = tree? s_executable (tree, WORKER_PROGRAM): NULL;
-                zstr_free (&tree);
-            }
-        }
-        free (self);
-    }
-    return found? found: s_which (WORKER_PROGRAM);
+    return cli_find_program (WORKER_PROGRAM, "workers");
 }
 
 //  How a user runs us: "drover" when that is what PATH finds, else our path.
@@ -124,7 +76,7 @@ static char *
 s_self_command (void)
 {
     char *self = cli_self_exe ();
-    char *on_path = s_which ("drover");
+    char *on_path = cli_which ("drover");
     char *command = NULL;
     if (self && on_path && streq (self, on_path))
         command = strdup ("drover");

@@ -1,7 +1,7 @@
 # drover CLI tests (included by tests/CMakeLists.txt).
 
 # No broker needed: usage errors exit 2, --help, keygen (files, 0600 secret,
-# role, refusal to overwrite), bench stub, and exit 3 when connecting to
+# role, refusal to overwrite), bench (usage errors only), and exit 3 when connecting to
 # nothing, within the connect timeout.
 add_test(NAME cli_usage
   COMMAND bash ${CMAKE_SOURCE_DIR}/tests/cli_usage.sh $<TARGET_FILE:drover_cli>)

@@ -108,8 +108,9 @@ expect 2 keygen "$TMP/bad-role" --role superuser
 expect 2 stats && expect_error_line stats
 grep -q -- '--server-key' "$TMP/err" || fail "missing keys message does not say what to give"
 
-# ---- bench is a stub for now ---------------------------------------------------
-expect 1 bench && grep -q 'not implemented yet' "$TMP/err" || fail "bench stub message"
+# ---- bench: bad usage (a real run is tests/bench_smoke.sh) ----------------------
+expect 2 bench --jobs 0 && expect_error_line bench --jobs 0
+expect 2 bench --frobnicate && expect_error_line bench --frobnicate
 
 # ---- keygen ----------------------------------------------------------------------
 KEY="$TMP/keys/worker1"

@@ -1,0 +1,97 @@
+#!/usr/bin/env bash
+# `drover bench` with tiny parameters: exits 0, prints one line of sane JSON
+# (every figure present and plausible), the human table works too (plaintext
+# run), bad usage exits 2, and nothing is left behind (processes, files).
+#
+# usage: bench_smoke.sh PATH_TO_DROVER [PATH_TO_RAW_FLOOR]
+set -u
+DROVER=${1:?usage: bench_smoke.sh PATH_TO_DROVER [PATH_TO_RAW_FLOOR]}
+RAW=${2:-}
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/drover-bench-smoke.XXXXXX")
+trap 'rm -rf "$TMP"' EXIT
+failures=0
+fail () {
+    echo "FAIL: $*" >&2
+    failures=$((failures + 1))
+}
+
+# field NAME: the raw value of "NAME": in $TMP/out (number, null, true, ...)
+field () {
+    sed -n "s/.*\"$1\":\([^,}]*\).*/\1/p" "$TMP/out"
+}
+# positive NAME: the field is a number > 0
+positive () {
+    local value
+    value=$(field "$1")
+    awk -v v="$value" 'BEGIN { exit !(v ~ /^[0-9]+(\.[0-9]+)?$/ && v + 0 > 0) }' \
+        || fail "$1 is '$value', not a positive number"
+}
+
+# ---- JSON, CURVE, with the raw floor when we have it ---------------------------
+raw_args=(--skip-raw)
+[ -n "$RAW" ] && raw_args=(--raw "$RAW")
+TMPDIR="$TMP" "$DROVER" bench --jobs 3000 --window 500 --latency-jobs 50 \
+    --memory-jobs 3000 --json "${raw_args[@]}" >"$TMP/out" 2>"$TMP/err"
+code=$?
+cat "$TMP/out"
+[ "$code" = 0 ] || fail "bench --json exited $code; stderr: $(tail -c 600 "$TMP/err")"
+lines=$(wc -l <"$TMP/out")
+[ "$lines" = 1 ] || fail "bench --json printed $lines lines, not 1"
+grep -q '^{"name":"drover_bench",.*}$' "$TMP/out" || fail "output is not one JSON object"
+if command -v python3 >/dev/null; then
+    python3 -c 'import json,sys; json.load(open(sys.argv[1]))' "$TMP/out" \
+        || fail "output does not parse as JSON"
+fi
+[ "$(field ok)" = true ] || fail "ok is not true"
+[ "$(field curve)" = true ] || fail "curve is not true"
+[ "$(field jobs)" = 3000 ] || fail "jobs is not 3000"
+for name in seconds jobs_per_s latency_p50_ms latency_p99_ms broker_rss_before_kb \
+            broker_rss_after_kb broker_bytes_per_queued_job; do
+    positive "$name"
+done
+awk -v a="$(field latency_p50_ms)" -v b="$(field latency_p99_ms)" 'BEGIN { exit !(a <= b) }' \
+    || fail "p50 above p99"
+# 3000 queued 64-byte jobs cannot take less than 64 bytes each, nor 1 MB each.
+awk -v v="$(field broker_bytes_per_queued_job)" 'BEGIN { exit !(v >= 64 && v < 1048576) }' \
+    || fail "broker_bytes_per_queued_job $(field broker_bytes_per_queued_job) is not plausible"
+if [ -n "$RAW" ]; then
+    for name in raw_floor_jobs_per_s ratio_to_floor raw_floor_batch10_jobs_per_s \
+                raw_floor_plain_jobs_per_s; do
+        positive "$name"
+    done
+else
+    [ "$(field raw_floor_jobs_per_s)" = null ] || fail "skipped floor is not null"
+fi
+
+# ---- human table, plaintext ---------------------------------------------------
+TMPDIR="$TMP" "$DROVER" bench --insecure --jobs 1000 --window 200 --latency-jobs 20 \
+    --memory-jobs 500 --skip-raw >"$TMP/out" 2>"$TMP/err"
+code=$?
+cat "$TMP/out"
+[ "$code" = 0 ] || fail "bench --insecure exited $code; stderr: $(tail -c 600 "$TMP/err")"
+for what in 'pipelined throughput' 'latency, one job at a time' 'broker memory per queued job'; do
+    grep -q "^  $what  *[0-9p]" "$TMP/out" || fail "table has no '$what' figure"
+done
+grep -q 'plaintext' "$TMP/out" || fail "table does not say plaintext"
+
+# ---- usage -----------------------------------------------------------------------
+"$DROVER" bench --jobs 0 >/dev/null 2>"$TMP/err"
+[ $? = 2 ] || fail "bench --jobs 0 did not exit 2"
+"$DROVER" bench --frobnicate >/dev/null 2>"$TMP/err"
+[ $? = 2 ] || fail "bench --frobnicate did not exit 2"
+"$DROVER" bench --help >"$TMP/out" 2>&1 && grep -q 'Usage: drover bench' "$TMP/out" \
+    || fail "bench --help"
+
+# ---- nothing left behind ----------------------------------------------------------
+leftover=$(find "$TMP" -mindepth 1 -maxdepth 1 -name 'drover-bench-*')
+[ -z "$leftover" ] || fail "bench left $leftover behind"
+sleep 0.2
+if pgrep -f "$TMP/drover-bench-" >/dev/null; then
+    fail "bench processes outlived the bench: $(pgrep -af "$TMP/drover-bench-")"
+fi
+
+if [ "$failures" -ne 0 ]; then
+    echo "bench_smoke: $failures failure(s)" >&2
+    exit 1
+fi
+echo "bench_smoke: all checks passed"
