@@ -26,17 +26,39 @@ drv_wall_ms (void)
     return (uint64_t) ts.tv_sec * 1000 + (uint64_t) ts.tv_nsec / 1000000;
 }
 
+//  Ids come from a per-thread pool refilled 256 ids at a time, so that
+//  submitting a job costs no system call of its own.
+#define ID_POOL (256 * 16)
+static __thread uint8_t s_id_pool [ID_POOL];
+static __thread size_t s_id_left;
+static pthread_once_t s_id_once = PTHREAD_ONCE_INIT;
+
+//  A forked child must not hand out the ids its parent still holds
+static void
+s_id_forget (void)
+{
+    s_id_left = 0;
+}
+
+static void
+s_id_init (void)
+{
+    if (sodium_init () < 0)
+        abort ();
+    pthread_atfork (NULL, NULL, s_id_forget);
+}
+
 void
 drv_random_id (uint8_t *id)
 {
-    //  sodium_init is idempotent and thread-safe after the first call
-    static int ready = 0;
-    if (!ready) {
-        if (sodium_init () < 0)
-            abort ();
-        ready = 1;
+    pthread_once (&s_id_once, s_id_init);
+    if (s_id_left < 16) {
+        randombytes_buf (s_id_pool, ID_POOL);
+        s_id_left = ID_POOL;
     }
-    randombytes_buf (id, 16);
+    s_id_left -= 16;
+    memcpy (id, s_id_pool + s_id_left, 16);
+    sodium_memzero (s_id_pool + s_id_left, 16);
 }
 
 void
