@@ -165,29 +165,6 @@ s_seq_cmp (const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
-//  mkdir -p: the data directory may be given as a path whose parents do
-//  not exist yet.
-static int
-s_mkdirs (const char *dir)
-{
-    char path [PATH_MAX];
-    if (snprintf (path, sizeof path, "%s", dir) >= (int) sizeof path) {
-        errno = ENAMETOOLONG;
-        return -1;
-    }
-    for (char *p = path + 1; *p; p++) {
-        if (*p != '/')
-            continue;
-        *p = '\0';
-        if (mkdir (path, S_DIR_MODE) != 0 && errno != EEXIST)
-            return -1;
-        *p = '/';
-    }
-    if (mkdir (path, S_DIR_MODE) != 0 && errno != EEXIST)
-        return -1;
-    return 0;
-}
-
 //  fdatasync through the io hook; EINTR is not a failure, just retried.
 static int
 s_sync (journal_t *self, int fd)
@@ -197,6 +174,55 @@ s_sync (journal_t *self, int fd)
         rc = self->io.fdatasync (fd);
     while (rc != 0 && errno == EINTR);
     return rc;
+}
+
+//  mkdir, and on success sync the parent so the new entry survives a power
+//  loss (else a first start could lose the whole journal).
+static int
+s_mkdir_durable (journal_t *self, char *path)
+{
+    if (mkdir (path, S_DIR_MODE) != 0)
+        return errno == EEXIST? 0: -1;
+    char *slash = strrchr (path, '/');
+    const char *parent = ".";
+    if (slash == path)
+        parent = "/";
+    else
+    if (slash) {
+        *slash = '\0';
+        parent = path;
+    }
+    int fd = open (parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    int rc = fd < 0? -1: s_sync (self, fd);
+    int err = errno;
+    if (fd >= 0)
+        close (fd);
+    if (slash && slash != path)
+        *slash = '/';
+    errno = err;
+    return rc;
+}
+
+//  mkdir -p: the data directory may be given as a path whose parents do
+//  not exist yet.
+static int
+s_mkdirs (journal_t *self, const char *dir)
+{
+    char path [PATH_MAX];
+    if (snprintf (path, sizeof path, "%s", dir) >= (int) sizeof path) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    for (char *p = path + 1; *p; p++) {
+        if (*p != '/' || p [-1] == '/')
+            continue;
+        *p = '\0';
+        int rc = s_mkdir_durable (self, path);
+        *p = '/';
+        if (rc)
+            return -1;
+    }
+    return s_mkdir_durable (self, path);
 }
 
 //  Writes all of data through io.writev, going on after partial writes and
@@ -533,7 +559,7 @@ journal_open (const char *dir, const journal_io_t *io, char *why, size_t why_siz
     self->io.fdatasync = io && io->fdatasync? io->fdatasync: fdatasync;
     self->io.ftruncate = io && io->ftruncate? io->ftruncate: ftruncate;
 
-    if (s_mkdirs (dir) != 0) {
+    if (s_mkdirs (self, dir) != 0) {
         s_why (why, why_size, "cannot create journal directory %s: %s", dir, strerror (errno));
         goto fail;
     }

@@ -31,9 +31,8 @@
     the old ones. The journal suggests compaction when its size exceeds a
     multiple of the live size the caller reports.
 
-    Every file operation that can fail from a full or failing disk goes
-    through a replaceable journal_io_t, so tests can make writes or fsync
-    fail, or the disk fill up.
+    Writes, syncs and truncations go through a replaceable journal_io_t,
+    so tests can make writes or fsync fail, or the disk fill up.
 
     A journal_t is not thread-safe: one thread (the broker actor) owns it.
 */
