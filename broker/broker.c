@@ -12,6 +12,8 @@
 #include "auth.h"
 #include "codec.h"
 #include "job.h"
+#include "journal.h"
+#include "persist.h"
 #include "queue.h"
 #include "util.h"
 
@@ -82,7 +84,50 @@ typedef struct {
     uint64_t log_window;            //  second of the rate-limited log window
     int log_budget;                 //  warnings left in this window
     uint64_t log_dropped;           //  warnings suppressed in this window
+    journal_t *journal;             //  NULL when in memory
+    uint64_t live_bytes;            //  what a compacted journal would hold
+    uint64_t storage_retry_at;      //  monotonic ms; refuse submits until then after a failure
+    char storage_error [160];       //  why the last commit failed
+    drv_joback_t *acks;             //  this turn's submit acks, all clients
+    size_t ack_count;               //  entries in acks
+    size_t ack_cap;                 //  allocated entries
+    struct pending_reply *replies;  //  this turn's SubmitAcks, sent after the commit
+    size_t reply_count;             //  entries in replies
+    size_t reply_cap;               //  allocated entries
+    struct new_job *fresh;          //  jobs accepted this turn, undone if the commit fails
+    size_t fresh_count;             //  entries in fresh
+    size_t fresh_cap;               //  allocated entries
 } broker_t;
+
+//  A SubmitAck waiting for the turn's commit.
+struct pending_reply {
+    uint8_t session [DRV_ID_SIZE];  //  client to answer (by session: it may reconnect)
+    uint64_t corr;                  //  request it answers
+    size_t first;                   //  its acks in broker_t.acks
+    size_t count;                   //  number of acks
+};
+
+//  A job accepted this turn and the ack that promises it.
+struct new_job {
+    job_t *job;                     //  the job
+    size_t ack;                     //  index in broker_t.acks
+};
+
+//  Grows an array member of broker_t by one; evaluates to 0 or -1.
+#define GROW(array, count, cap) \
+    ((count) < (cap)? 0: s_grow ((void **) &(array), &(cap), sizeof *(array)))
+
+static int
+s_grow (void **array, size_t *cap, size_t size)
+{
+    size_t want = *cap? *cap * 2: 64;
+    void *bigger = realloc (*array, want * size);
+    if (!bigger)
+        return -1;
+    *array = bigger;
+    *cap = want;
+    return 0;
+}
 
 //  Rate-limited warning: bad input from the network must not flood the log.
 #define s_warn(self, ...) \
@@ -121,6 +166,7 @@ broker_config_defaults (broker_config_t *config)
     config->default_attempts = 3;
     config->default_backoff_ms = 1000;
     config->default_result_ttl_s = 3600;
+    config->compact_factor = 4;
 }
 
 //  Sending ------------------------------------------------------------------
@@ -330,6 +376,35 @@ s_queue_require (broker_t *self, const char *name)
     return queue;
 }
 
+//  Appends a job record when durable. An append only fails for lack of
+//  memory; the commit at the end of the turn reports disk trouble.
+typedef int (persist_fn) (journal_t *journal, const job_t *job);
+
+static void
+s_persist (broker_t *self, persist_fn *fn, const job_t *job)
+{
+    if (self->journal && fn (self->journal, job))
+        drv_log (DRV_LOG_ERROR, "broker", "out of memory recording a job change");
+}
+
+//  Keeps live_bytes (the size a compacted journal would have) current.
+static void
+s_account (broker_t *self, job_t *job)
+{
+    self->live_bytes -= job->journal_bytes;
+    job->journal_bytes = (uint32_t) persist_job_bytes (job);
+    self->live_bytes += job->journal_bytes;
+}
+
+static void
+s_forget (broker_t *self, job_t *job)
+{
+    self->live_bytes -= job->journal_bytes;
+    if (self->journal && persist_job_forget (self->journal, job->id))
+        drv_log (DRV_LOG_ERROR, "broker", "out of memory recording a job change");
+    job_store_remove (self->jobs, job);
+}
+
 //  Takes a job out of whatever list or timer its state puts it in.
 static void
 s_job_detach (broker_t *self, job_t *job)
@@ -369,6 +444,8 @@ s_job_enqueue (broker_t *self, job_t *job)
 static void
 s_job_schedule (broker_t *self, job_t *job, uint64_t due)
 {
+    //  The wall-clock time is what survives a restart
+    job->wake_wall = drv_wall_ms () + (due > self->now? due - self->now: 0);
     job->state = DRV_JOB_SCHEDULED;
     job->queue->scheduled++;
     job->due = due;
@@ -404,6 +481,9 @@ s_job_deliver (broker_t *self, job_t *job)
 static void
 s_job_finish (broker_t *self, job_t *job, drv_job_state_t state)
 {
+    //  An ended job never runs again: only its outcome is worth memory
+    zmq_msg_close (&job->payload);
+    zmq_msg_init (&job->payload);
     job->state = state;
     job->finished_wall = drv_wall_ms ();
     if (state == DRV_JOB_DONE)
@@ -414,6 +494,8 @@ s_job_finish (broker_t *self, job_t *job, drv_job_state_t state)
     job->due = self->now + (uint64_t) job->result_ttl_s * 1000;
     if (job_heap_push (self->timers, job))
         drv_log (DRV_LOG_ERROR, "broker", "out of memory: result kept until restart");
+    s_account (self, job);
+    s_persist (self, persist_job_end, job);
     s_job_deliver (self, job);
 }
 
@@ -433,8 +515,12 @@ s_job_attempt_failed (broker_t *self, job_t *job, const char *error, bool no_ret
         }
         if (delay)
             s_job_schedule (self, job, self->now + delay);
-        else
+        else {
+            job->wake_wall = 0;
             s_job_enqueue (self, job);
+        }
+        s_account (self, job);
+        s_persist (self, persist_job_retry, job);
         return;
     }
     if (!no_retry) {
@@ -676,19 +762,28 @@ s_check_spec (broker_t *self, const drv_jobspec_t *spec, size_t payload_size, co
 static void
 s_on_submit (broker_t *self, peer_t *client, drv_msg_t *msg)
 {
-    drv_msg_t reply;
-    drv_msg_init (&reply, DRV_CMD_SUBMIT_ACK, msg->corr);
-    reply.count = msg->count;
-    reply.acks = drv_codec_alloc (self->enc, (msg->count? msg->count: 1) * sizeof (drv_joback_t));
-    if (!reply.acks) {
+    //  Acks wait for the turn's commit: a job is promised only once stored
+    if (GROW (self->replies, self->reply_count, self->reply_cap)) {
         s_error (self, self->producers, msg->corr, DRV_CODE_LIMIT, "out of memory");
         return;
     }
+    while (self->ack_count + msg->count > self->ack_cap)
+        if (s_grow ((void **) &self->acks, &self->ack_cap, sizeof *self->acks)) {
+            s_error (self, self->producers, msg->corr, DRV_CODE_LIMIT, "out of memory");
+            return;
+        }
+    struct pending_reply *reply = &self->replies [self->reply_count++];
+    memcpy (reply->session, client->session, DRV_ID_SIZE);
+    reply->corr = msg->corr;
+    reply->first = self->ack_count;
+    reply->count = msg->count;
+    bool storage_down = self->journal && self->now < self->storage_retry_at;
+
     uint64_t wall = drv_wall_ms ();
     for (size_t i = 0; i < msg->count; i++) {
         const drv_jobspec_t *spec = &msg->specs [i];
         zmq_msg_t *payload = &self->frames.msg [2 + i];
-        drv_joback_t *ack = &reply.acks [i];
+        drv_joback_t *ack = &self->acks [self->ack_count++];
         memset (ack, 0, sizeof *ack);
         memcpy (ack->id, spec->id, DRV_ID_SIZE);
         ack->message = "";
@@ -712,16 +807,26 @@ s_on_submit (broker_t *self, peer_t *client, drv_msg_t *msg)
                 job_watch (job, client->session);
             continue;
         }
+        if (storage_down) {
+            ack->code = DRV_CODE_UNAVAILABLE;
+            ack->message = "broker cannot store jobs now (journal write failed); retry later";
+            continue;
+        }
         queue_t *queue = s_queue_require (self, spec->queue);
         job = queue? job_store_add (self->jobs, spec->id): NULL;
-        if (!job) {
+        if (!job || GROW (self->fresh, self->fresh_count, self->fresh_cap)) {
+            if (job)
+                job_store_remove (self->jobs, job);
             ack->code = DRV_CODE_LIMIT;
             ack->message = "broker out of memory";
             continue;
         }
+        self->fresh [self->fresh_count].job = job;
+        self->fresh [self->fresh_count++].ack = self->ack_count - 1;
         job->queue = queue;
         memcpy (job->owner, client->session, DRV_ID_SIZE);
         zmq_msg_move (&job->payload, payload);
+        job->payload_size = (uint32_t) zmq_msg_size (&job->payload);
         job->priority = spec->priority;
         job->max_attempts = spec->max_attempts? spec->max_attempts: self->cfg.default_attempts;
         job->timeout_ms = spec->timeout_ms? spec->timeout_ms: self->cfg.default_timeout_ms;
@@ -736,8 +841,77 @@ s_on_submit (broker_t *self, peer_t *client, drv_msg_t *msg)
             s_job_schedule (self, job, self->now + delay);
         else
             s_job_enqueue (self, job);
+        s_account (self, job);
+        s_persist (self, persist_job_new, job);
     }
-    s_send (self, client, &reply, NULL, 0);
+}
+
+//  Makes the turn's records durable, then answers the turn's submits. If
+//  the journal cannot take them, the turn's new jobs are taken back and
+//  refused, and new submits are refused for a second before trying again.
+static void
+s_commit (broker_t *self)
+{
+    if (self->journal && journal_pending (self->journal)) {
+        char why [160];
+        if (journal_commit (self->journal, why, sizeof why) == 0) {
+            if (self->storage_retry_at) {
+                drv_log (DRV_LOG_INFO, "broker", "journal writable again");
+                self->storage_retry_at = 0;
+            }
+        }
+        else {
+            if (!self->storage_retry_at || strcmp (why, self->storage_error))
+                drv_log (DRV_LOG_ERROR, "broker", "journal commit failed: %s; "
+                         "refusing new jobs until it works again", why);
+            snprintf (self->storage_error, sizeof self->storage_error, "%s", why);
+            self->storage_retry_at = self->now + 1000;
+            for (size_t i = 0; i < self->fresh_count; i++) {
+                job_t *job = self->fresh [i].job;
+                drv_joback_t *ack = &self->acks [self->fresh [i].ack];
+                ack->code = DRV_CODE_UNAVAILABLE;
+                ack->message = "broker could not store the job (journal write failed)";
+                //  A job that also ended this turn may be queued for delivery
+                if (job->pinned)
+                    continue;
+                job->queue->submitted--;
+                if (job->state < DRV_JOB_DONE)
+                    s_job_detach (self, job);
+                else
+                    job_heap_remove (self->timers, job);
+                self->live_bytes -= job->journal_bytes;
+                job_store_remove (self->jobs, job);
+            }
+        }
+    }
+    self->fresh_count = 0;
+    for (size_t i = 0; i < self->reply_count; i++) {
+        struct pending_reply *pending = &self->replies [i];
+        char key [33];
+        drv_hex (pending->session, DRV_ID_SIZE, key);
+        peer_t *client = (peer_t *) zhashx_lookup (self->sessions, key);
+        if (!client)
+            continue;       //  gone; it will resend and get duplicate acks
+        drv_msg_t reply;
+        drv_msg_init (&reply, DRV_CMD_SUBMIT_ACK, pending->corr);
+        reply.acks = &self->acks [pending->first];
+        reply.count = pending->count;
+        s_send (self, client, &reply, NULL, 0);
+    }
+    self->reply_count = 0;
+    self->ack_count = 0;
+    if (self->journal && !self->storage_retry_at
+    &&  journal_should_compact (self->journal, self->live_bytes, self->cfg.compact_factor)) {
+        char why [160];
+        uint64_t before = journal_size (self->journal);
+        uint64_t start = drv_now_ms ();
+        if (persist_compact (self->journal, self->jobs, why, sizeof why))
+            drv_log (DRV_LOG_ERROR, "broker", "journal compaction failed: %s", why);
+        else
+            drv_log (DRV_LOG_INFO, "broker", "journal compacted from %" PRIu64 " to %" PRIu64
+                     " bytes in %" PRIu64 " ms", before, journal_size (self->journal),
+                     drv_now_ms () - start);
+    }
 }
 
 static void
@@ -789,7 +963,7 @@ s_info (job_t *job, const uint8_t *id, drv_jobinfo_t *info)
     info->created_ms = job->created_wall;
     info->finished_ms = job->state >= DRV_JOB_DONE? job->finished_wall: 0;
     info->priority = job->priority;
-    info->payload_size = (uint32_t) zmq_msg_size (&job->payload);
+    info->payload_size = job->payload_size;
 }
 
 //  Query and Cancel both answer with one JobInfo per id.
@@ -1017,7 +1191,7 @@ s_fire_timers (broker_t *self)
             job_heap_push (self->timers, job);
         }
         else
-            job_store_remove (self->jobs, job);
+            s_forget (self, job);
     }
 }
 
@@ -1096,6 +1270,76 @@ s_config_copy (broker_t *self, const broker_config_t *config)
         self->cfg.default_timeout_ms = 300 * 1000;
     if (self->cfg.default_result_ttl_s == 0)
         self->cfg.default_result_ttl_s = 3600;
+    if (self->cfg.compact_factor < 2)
+        self->cfg.compact_factor = 4;
+}
+
+static queue_t *
+s_replay_queue (const char *name, void *arg)
+{
+    return s_queue_require ((broker_t *) arg, name);
+}
+
+//  Puts every replayed job where its state says: queues, timers, results.
+static void
+s_place_replayed (broker_t *self)
+{
+    uint64_t wall = drv_wall_ms ();
+    size_t cursor = 0, queued = 0, scheduled = 0, ended = 0;
+    job_t *job;
+    zlist_t *expired = zlist_new ();
+    while ((job = job_store_next (self->jobs, &cursor))) {
+        s_account (self, job);
+        if (job->state >= DRV_JOB_DONE) {
+            uint64_t expiry = job->finished_wall + (uint64_t) job->result_ttl_s * 1000;
+            if (expiry <= wall) {
+                zlist_append (expired, job);
+                continue;
+            }
+            job->due = self->now + (expiry - wall);
+            job_heap_push (self->timers, job);
+            ended++;
+        }
+        else
+        if (job->wake_wall > wall) {
+            s_job_schedule (self, job, self->now + (job->wake_wall - wall));
+            scheduled++;
+        }
+        else {
+            s_job_enqueue (self, job);
+            queued++;
+        }
+    }
+    for (job = zlist_first (expired); job; job = zlist_next (expired))
+        s_forget (self, job);
+    drv_log (DRV_LOG_INFO, "broker", "journal replayed: %zu queued, %zu scheduled, %zu finished, "
+             "%zu expired; %" PRIu64 " bytes on disk", queued, scheduled, ended,
+             zlist_size (expired), journal_size (self->journal));
+    zlist_destroy (&expired);
+}
+
+static int
+s_open_journal (broker_t *self)
+{
+    char path [PATH_MAX];
+    snprintf (path, sizeof path, "%s/journal", self->cfg.data_dir);
+    if (zsys_dir_create ("%s", path) != 0) {
+        snprintf (self->start_error, sizeof self->start_error,
+                  "cannot create journal directory %.200s", path);
+        return -1;
+    }
+    char why [256];
+    self->journal = journal_open (path, self->cfg.io, why, sizeof why);
+    if (!self->journal) {
+        snprintf (self->start_error, sizeof self->start_error, "%.250s", why);
+        return -1;
+    }
+    if (persist_replay (self->journal, self->jobs, s_replay_queue, self, why, sizeof why)) {
+        snprintf (self->start_error, sizeof self->start_error, "%.250s", why);
+        return -1;
+    }
+    s_place_replayed (self);
+    return 0;
 }
 
 static int
@@ -1114,6 +1358,12 @@ s_start (broker_t *self)
     drv_random_id (self->broker_id);
     self->started = self->now = drv_now_ms ();
 
+    if (self->cfg.in_memory)
+        drv_log (DRV_LOG_WARN, "broker", "durability none: jobs live in memory only and are "
+                 "lost when the broker stops");
+    else
+    if (s_open_journal (self))
+        return -1;
     if (self->cfg.insecure)
         drv_log (DRV_LOG_WARN, "broker", "running INSECURE: no encryption, no authentication, "
                  "every peer is admin");
@@ -1170,6 +1420,10 @@ s_stop (broker_t *self)
     zsock_destroy (&self->workers);
     auth_destroy (&self->auth);
     zcert_destroy (&self->cert);
+    journal_close (&self->journal);
+    free (self->acks);
+    free (self->replies);
+    free (self->fresh);
     job_heap_destroy (&self->timers);
     job_store_destroy (&self->jobs);
     zhashx_destroy (&self->queues);
@@ -1257,6 +1511,7 @@ broker_actor (zsock_t *pipe, void *args)
             s_drain (self, self->workers, DRV_PEER_WORKER);
         s_fire_timers (self);
         s_liveness (self);
+        s_commit (self);
         s_dispatch_dirty (self);
         s_flush (self);
         drv_codec_reset (self->enc);

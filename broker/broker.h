@@ -20,6 +20,8 @@
 #ifndef BROKER_H_INCLUDED
 #define BROKER_H_INCLUDED
 
+#include "journal.h"
+
 #include <czmq.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -38,6 +40,9 @@ typedef struct {
     uint32_t default_attempts;      //  default 3
     uint32_t default_backoff_ms;    //  default 1000
     uint32_t default_result_ttl_s;  //  default 3600
+    bool in_memory;             //  --durability none: no journal
+    const journal_io_t *io;     //  journal file operations (tests inject faults); NULL = libc
+    unsigned compact_factor;    //  compact when the journal passes factor x live data; default 4
 } broker_config_t;
 
 //  Fills config with the defaults above.

@@ -172,6 +172,17 @@ job_store_size (job_store_t *self)
     return self->count;
 }
 
+job_t *
+job_store_next (job_store_t *self, size_t *cursor)
+{
+    while (*cursor < self->table_size) {
+        job_t *job = self->table [(*cursor)++];
+        if (job)
+            return job;
+    }
+    return NULL;
+}
+
 int
 job_watch (job_t *job, const uint8_t *session)
 {

@@ -38,9 +38,12 @@ typedef struct _job_t {
     uint32_t result_ttl_s;          //  result retention
     uint64_t created_wall;          //  Unix ms accepted
     uint64_t finished_wall;         //  Unix ms ended
+    uint64_t wake_wall;             //  Unix ms a scheduled job becomes ready (survives restarts)
     uint64_t due;                   //  monotonic ms of its timer (run-at, timeout, expiry)
     size_t heap_index;              //  position in the timer heap, or JOB_NOT_IN_HEAP
     uint32_t pinned;                //  outgoing messages still referring to it
+    uint32_t journal_bytes;         //  its share of the broker's live journal size
+    uint32_t payload_size;          //  input size (the payload is freed once the job ends)
 } job_t;
 
 #define JOB_NOT_IN_HEAP ((size_t) -1)
@@ -61,6 +64,9 @@ job_t *job_store_add (job_store_t *self, const uint8_t *id);
 void job_store_remove (job_store_t *self, job_t *job);
 //  Jobs held.
 size_t job_store_size (job_store_t *self);
+//  Iterates over all jobs: start with *cursor = 0; returns NULL at the end.
+//  The store must not change during the walk.
+job_t *job_store_next (job_store_t *self, size_t *cursor);
 
 //  Adds session to the job's watchers unless it is the owner or present.
 //  Returns 0 or -1 when out of memory.

@@ -18,6 +18,8 @@ s_usage (FILE *out)
         "  --allow DIR         allow-list directory of client public certificates\n"
         "  --data-dir DIR      data directory (default ./drover-data)\n"
         "  --insecure          no CURVE, no authentication (logs a warning)\n"
+        "  --durability MODE   fsync (default: journal in DATA_DIR, acknowledged once on\n"
+        "                      disk) or none (in memory, lost on stop)\n"
         "  --heartbeat MS      heartbeat interval (default 1000); peers die after 3 missed\n"
         "  --max-payload BYTES largest payload accepted (default 8388608)\n"
         "  --max-batch N       most jobs in one message (default 1000)\n"
@@ -57,7 +59,7 @@ main (int argc, char *argv [])
 
     enum { O_PRODUCERS = 256, O_WORKERS, O_CERT, O_ALLOW, O_DATA, O_INSECURE, O_HEARTBEAT,
            O_MAXPAYLOAD, O_MAXBATCH, O_TIMEOUT, O_ATTEMPTS, O_BACKOFF, O_TTL, O_LEVEL,
-           O_FORMAT, O_HELP };
+           O_FORMAT, O_DURABILITY, O_HELP };
     static struct option options [] = {
         {"producers", required_argument, 0, O_PRODUCERS},
         {"workers", required_argument, 0, O_WORKERS},
@@ -74,6 +76,7 @@ main (int argc, char *argv [])
         {"result-ttl", required_argument, 0, O_TTL},
         {"log-level", required_argument, 0, O_LEVEL},
         {"log-format", required_argument, 0, O_FORMAT},
+        {"durability", required_argument, 0, O_DURABILITY},
         {"help", no_argument, 0, O_HELP},
         {0, 0, 0, 0}
     };
@@ -106,6 +109,13 @@ main (int argc, char *argv [])
                     return 2;
                 }
                 json = strcmp (optarg, "json") == 0;
+                break;
+            case O_DURABILITY:
+                if (strcmp (optarg, "fsync") && strcmp (optarg, "none")) {
+                    fprintf (stderr, "droverd: --durability must be fsync or none\n");
+                    return 2;
+                }
+                config.in_memory = strcmp (optarg, "none") == 0;
                 break;
             case O_HELP:
                 s_usage (stdout);

@@ -697,6 +697,7 @@ main (void)
     config.producers = "tcp://127.0.0.1:*";
     config.workers = "tcp://127.0.0.1:*";
     config.insecure = true;
+    config.in_memory = true;
     config.heartbeat_ms = 200;
     config.max_payload = 1000;
     config.max_batch = 50;
