@@ -9,8 +9,10 @@
 #include "codec.h"
 #include "util.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <unistd.h>
 #include <string.h>
 
 #define CHECK(cond) \
@@ -685,6 +687,114 @@ test_dead_worker_and_timeout (void)
     s_close (&client);
 }
 
+//  Journal faults: an fsync that fails makes the broker refuse new jobs
+//  (and take back the ones of that turn) while it keeps serving the rest;
+//  once the disk works again jobs are accepted, and a restart replays
+//  exactly what was acknowledged.
+static volatile int s_sync_fails;
+
+static int
+s_faulty_fdatasync (int fd)
+{
+    if (s_sync_fails) {
+        errno = EIO;
+        return -1;
+    }
+    return fdatasync (fd);
+}
+
+static zactor_t *
+s_durable_broker (const char *dir, const journal_io_t *io, char **producers)
+{
+    broker_config_t config;
+    broker_config_defaults (&config);
+    config.producers = "tcp://127.0.0.1:*";
+    config.workers = "tcp://127.0.0.1:*";
+    config.insecure = true;
+    config.data_dir = dir;
+    config.io = io;
+    config.heartbeat_ms = 200;
+    zactor_t *broker = broker_start (&config);
+    CHECK (broker);
+    char *workers;
+    CHECK (broker_endpoints (broker, producers, &workers) == 0);
+    zstr_free (&workers);
+    return broker;
+}
+
+static drv_job_state_t
+s_state_of (peer_t *client, const uint8_t *id)
+{
+    drv_msg_t msg = s_query (client, id, false, false);
+    CHECK (msg.cmd == DRV_CMD_QUERY_REPLY && msg.count == 1);
+    return msg.infos [0].state;
+}
+
+static void
+test_storage_failure (void)
+{
+    s_live_count = 0;
+    char dir [] = "/tmp/drover-durable-XXXXXX";
+    CHECK (mkdtemp (dir));
+    journal_io_t io = {NULL, s_faulty_fdatasync, NULL};
+    char *endpoint;
+    zactor_t *broker = s_durable_broker (dir, &io, &endpoint);
+    peer_t client = s_peer_new (endpoint);
+    s_live_add (&client);
+    CHECK (s_hello (&client, DRV_PEER_CLIENT, NULL, 0).cmd == DRV_CMD_WELCOME);
+
+    uint8_t ids [4][16];
+    s_ids (ids, 4);
+    const char *payload [1] = {"kept"};
+    drv_msg_t msg = s_submit (&client, ids, payload, 1, "disk", NULL);
+    CHECK (msg.acks [0].code == DRV_CODE_OK);
+
+    //  The disk fails: the job of that turn is refused and taken back
+    s_sync_fails = 1;
+    msg = s_submit (&client, ids + 1, payload, 1, "disk", NULL);
+    CHECK (msg.acks [0].code == DRV_CODE_UNAVAILABLE);
+    CHECK (strstr (msg.acks [0].message, "journal"));
+    CHECK (s_state_of (&client, ids [1]) == DRV_JOB_UNKNOWN);
+    //  Everything else is still served, and new jobs are refused at once
+    CHECK (s_state_of (&client, ids [0]) == DRV_JOB_QUEUED);
+    msg = s_submit (&client, ids + 2, payload, 1, "disk", NULL);
+    CHECK (msg.acks [0].code == DRV_CODE_UNAVAILABLE);
+
+    //  The disk recovers: after the pause, jobs are accepted again
+    s_sync_fails = 0;
+    uint64_t end = drv_now_ms () + 5000;
+    bool accepted = false;
+    while (!accepted && drv_now_ms () < end) {
+        msg = s_submit (&client, ids + 3, payload, 1, "disk", NULL);
+        accepted = msg.acks [0].code == DRV_CODE_OK;
+        if (!accepted)
+            zclock_sleep (100);
+    }
+    CHECK (accepted);
+
+    //  A restart on the same directory brings back exactly the accepted jobs
+    s_close (&client);
+    zactor_destroy (&broker);
+    zstr_free (&endpoint);
+    broker = s_durable_broker (dir, NULL, &endpoint);
+    peer_t again = s_peer_new (endpoint);
+    s_live_count = 0;
+    s_live_add (&again);
+    CHECK (s_hello (&again, DRV_PEER_CLIENT, NULL, 0).cmd == DRV_CMD_WELCOME);
+    CHECK (s_state_of (&again, ids [0]) == DRV_JOB_QUEUED);
+    CHECK (s_state_of (&again, ids [1]) == DRV_JOB_UNKNOWN);
+    CHECK (s_state_of (&again, ids [2]) == DRV_JOB_UNKNOWN);
+    CHECK (s_state_of (&again, ids [3]) == DRV_JOB_QUEUED);
+    msg = s_query (&again, ids [0], false, false);
+    CHECK (streq (msg.infos [0].queue, "disk") && msg.infos [0].payload_size == 4);
+    s_close (&again);
+    zactor_destroy (&broker);
+    zstr_free (&endpoint);
+    char command [128];
+    snprintf (command, sizeof command, "rm -rf %s", dir);
+    CHECK (system (command) == 0);
+}
+
 int
 main (void)
 {
@@ -711,6 +821,7 @@ main (void)
     test_handshake_and_bad_input ();
     test_job_path ();
     test_dead_worker_and_timeout ();
+    test_storage_failure ();
 
     zactor_destroy (&broker);
     zstr_free (&s_producers);
