@@ -78,6 +78,8 @@ typedef struct {
     uint8_t broker_id [DRV_ID_SIZE];    //  new on every start
     uint64_t started;               //  monotonic ms at start
     uint64_t next_liveness;         //  monotonic ms of next heartbeat pass
+    uint64_t next_rates;            //  monotonic ms of next rate sample
+    uint64_t last_rates;            //  monotonic ms of the last one
     uint64_t now;                   //  monotonic ms of this turn
     bool terminated;                //  $TERM received
     char start_error [256];         //  why start failed, "" when serving
@@ -167,6 +169,7 @@ broker_config_defaults (broker_config_t *config)
     config->default_backoff_ms = 1000;
     config->default_result_ttl_s = 3600;
     config->compact_factor = 4;
+    config->dead_ttl_s = 7 * 86400;
 }
 
 //  Sending ------------------------------------------------------------------
@@ -399,6 +402,10 @@ s_account (broker_t *self, job_t *job)
 static void
 s_forget (broker_t *self, job_t *job)
 {
+    if (job->state == DRV_JOB_FAILED) {
+        job_list_unlink (&job->queue->dead, job);
+        job->queue->dead_count--;
+    }
     self->live_bytes -= job->journal_bytes;
     if (self->journal && persist_job_forget (self->journal, job->id))
         drv_log (DRV_LOG_ERROR, "broker", "out of memory recording a job change");
@@ -417,6 +424,10 @@ s_job_detach (broker_t *self, job_t *job)
             break;
         case DRV_JOB_SCHEDULED:
             queue->scheduled--;
+            break;
+        case DRV_JOB_FAILED:
+            job_list_unlink (&queue->dead, job);
+            queue->dead_count--;
             break;
         case DRV_JOB_RUNNING: {
             peer_t *worker = job->worker;
@@ -481,17 +492,28 @@ s_job_deliver (broker_t *self, job_t *job)
 static void
 s_job_finish (broker_t *self, job_t *job, drv_job_state_t state)
 {
-    //  An ended job never runs again: only its outcome is worth memory
-    zmq_msg_close (&job->payload);
-    zmq_msg_init (&job->payload);
+    //  A done or cancelled job never runs again: only its outcome is worth
+    //  memory. A failed one keeps its input, for a retry from the dead letters
+    if (state != DRV_JOB_FAILED) {
+        zmq_msg_close (&job->payload);
+        zmq_msg_init (&job->payload);
+    }
+    free (job->progress_message);
+    job->progress_message = NULL;
     job->state = state;
     job->finished_wall = drv_wall_ms ();
+    uint64_t keep_s = job->result_ttl_s;
     if (state == DRV_JOB_DONE)
         job->queue->done++;
     else
-    if (state == DRV_JOB_FAILED)
+    if (state == DRV_JOB_FAILED) {
         job->queue->failed++;
-    job->due = self->now + (uint64_t) job->result_ttl_s * 1000;
+        job_list_append (&job->queue->dead, job);
+        job->queue->dead_count++;
+        if (self->cfg.dead_ttl_s > keep_s)
+            keep_s = self->cfg.dead_ttl_s;
+    }
+    job->due = self->now + keep_s * 1000;
     if (job_heap_push (self->timers, job))
         drv_log (DRV_LOG_ERROR, "broker", "out of memory: result kept until restart");
     s_account (self, job);
@@ -546,6 +568,8 @@ s_cancel_at_worker (broker_t *self, peer_t *worker, job_t *job)
 static void
 s_dispatch (broker_t *self, queue_t *queue)
 {
+    if (queue->paused)
+        return;
     size_t idle = 0;
     while (queue->ready && queue->worker_count && idle < queue->worker_count) {
         if (queue->next_worker >= queue->worker_count)
@@ -561,6 +585,7 @@ s_dispatch (broker_t *self, queue_t *queue)
         job->state = DRV_JOB_RUNNING;
         job->worker = worker;
         job->attempts++;
+        job->progress = 0;
         job->due = self->now + job->timeout_ms;
         job_heap_push (self->timers, job);
         job_list_append (&worker->inflight, job);
@@ -905,7 +930,17 @@ s_commit (broker_t *self)
         char why [160];
         uint64_t before = journal_size (self->journal);
         uint64_t start = drv_now_ms ();
-        if (persist_compact (self->journal, self->jobs, why, sizeof why))
+        size_t count = 0;
+        queue_t **queues = calloc (zhashx_size (self->queues) + 1, sizeof (queue_t *));
+        for (queue_t *q = zhashx_first (self->queues); queues && q; q = zhashx_next (self->queues))
+            queues [count++] = q;
+        int rc = -1;
+        if (queues)
+            rc = persist_compact (self->journal, self->jobs, queues, count, why, sizeof why);
+        else
+            snprintf (why, sizeof why, "out of memory");
+        free (queues);
+        if (rc)
             drv_log (DRV_LOG_ERROR, "broker", "journal compaction failed: %s", why);
         else
             drv_log (DRV_LOG_INFO, "broker", "journal compacted from %" PRIu64 " to %" PRIu64
@@ -964,6 +999,8 @@ s_info (job_t *job, const uint8_t *id, drv_jobinfo_t *info)
     info->finished_ms = job->state >= DRV_JOB_DONE? job->finished_wall: 0;
     info->priority = job->priority;
     info->payload_size = job->payload_size;
+    info->progress = job->progress;
+    info->progress_message = job->progress_message? job->progress_message: "";
 }
 
 //  Query and Cancel both answer with one JobInfo per id.
@@ -1000,6 +1037,33 @@ s_on_query (broker_t *self, peer_t *client, drv_msg_t *msg, bool cancel)
 }
 
 static void
+s_stats_fill (queue_t *q, drv_queue_stats_t *s)
+{
+    s->name = q->name;
+    s->queued = q->ready;
+    s->scheduled = q->scheduled;
+    s->running = q->running;
+    s->submitted = q->submitted;
+    s->done = q->done;
+    s->failed = q->failed;
+    s->retried = q->retried;
+    s->workers = (uint32_t) q->worker_count;
+    s->paused = q->paused;
+    s->dead = q->dead_count;
+    s->submit_rate = q->submit_rate;
+    s->done_rate = q->done_rate;
+}
+
+static void
+s_stats_totals (broker_t *self, drv_msg_t *reply)
+{
+    reply->stats.workers = (uint32_t) zhashx_size (self->worker_peers);
+    reply->stats.clients = (uint32_t) zhashx_size (self->clients);
+    reply->stats.uptime_ms = self->now - self->started;
+    reply->stats.jobs_stored = job_store_size (self->jobs);
+}
+
+static void
 s_on_stats (broker_t *self, peer_t *client, drv_msg_t *msg)
 {
     drv_msg_t reply;
@@ -1010,23 +1074,155 @@ s_on_stats (broker_t *self, peer_t *client, drv_msg_t *msg)
         s_error (self, self->producers, msg->corr, DRV_CODE_LIMIT, "out of memory");
         return;
     }
-    for (queue_t *q = zhashx_first (self->queues); q; q = zhashx_next (self->queues)) {
-        drv_queue_stats_t *s = &reply.queues [reply.count++];
-        s->name = q->name;
-        s->queued = q->ready;
-        s->scheduled = q->scheduled;
-        s->running = q->running;
-        s->submitted = q->submitted;
-        s->done = q->done;
-        s->failed = q->failed;
-        s->retried = q->retried;
-        s->workers = (uint32_t) q->worker_count;
-    }
-    reply.stats.workers = (uint32_t) zhashx_size (self->worker_peers);
-    reply.stats.clients = (uint32_t) zhashx_size (self->clients);
-    reply.stats.uptime_ms = self->now - self->started;
-    reply.stats.jobs_stored = job_store_size (self->jobs);
+    for (queue_t *q = zhashx_first (self->queues); q; q = zhashx_next (self->queues))
+        s_stats_fill (q, &reply.queues [reply.count++]);
+    s_stats_totals (self, &reply);
     s_send (self, client, &reply, NULL, 0);
+}
+
+//  Queue control and dead letters are the admin's (PROTOCOL.md section 7).
+static bool
+s_admin_only (broker_t *self, peer_t *client, drv_msg_t *msg, const char *what)
+{
+    if (streq (client->role, "admin"))
+        return true;
+    s_warn (self, "%s by %s (key %s, role %s) refused: admin only", what, client->name,
+            *client->key? client->key: "-", client->role);
+    s_error (self, self->producers, msg->corr, DRV_CODE_DENIED, "%s needs an admin key", what);
+    return false;
+}
+
+static void
+s_on_queue_control (broker_t *self, peer_t *client, drv_msg_t *msg)
+{
+    if (!s_admin_only (self, client, msg, "pausing or resuming a queue"))
+        return;
+    drv_queue_action_t action = msg->queue_control.action;
+    if (action != DRV_QUEUE_PAUSE && action != DRV_QUEUE_RESUME) {
+        s_error (self, self->producers, msg->corr, DRV_CODE_BAD_REQUEST, "unknown queue action");
+        return;
+    }
+    if (!queue_name_valid (msg->queue_control.queue)) {
+        s_error (self, self->producers, msg->corr, DRV_CODE_UNKNOWN_QUEUE,
+                 "invalid queue name (1-128 of A-Z a-z 0-9 . _ - :)");
+        return;
+    }
+    queue_t *queue = s_queue_require (self, msg->queue_control.queue);
+    if (!queue) {
+        s_error (self, self->producers, msg->corr, DRV_CODE_LIMIT, "out of memory");
+        return;
+    }
+    bool paused = action == DRV_QUEUE_PAUSE;
+    if (queue->paused != paused) {
+        queue->paused = paused;
+        drv_log (DRV_LOG_INFO, "broker", "queue %s %s by %s", queue->name,
+                 paused? "paused": "resumed", client->name);
+        if (self->journal && persist_queue (self->journal, queue))
+            drv_log (DRV_LOG_ERROR, "broker", "out of memory recording a queue change");
+        if (!paused)
+            s_mark_dirty (self, queue);
+    }
+    drv_msg_t reply;
+    drv_msg_init (&reply, DRV_CMD_STATS_REPLY, msg->corr);
+    drv_queue_stats_t stats;
+    s_stats_fill (queue, &stats);
+    reply.queues = &stats;
+    reply.count = 1;
+    s_stats_totals (self, &reply);
+    s_send (self, client, &reply, NULL, 0);
+}
+
+//  Applies a dead-letter action to one dead job; fills info with the
+//  job as it stands afterwards.
+static void
+s_dead_apply (broker_t *self, job_t *job, drv_dead_action_t action, drv_jobinfo_t *info)
+{
+    if (action == DRV_DEAD_RETRY) {
+        s_job_detach (self, job);
+        job->attempts = 0;
+        job->wake_wall = 0;
+        s_job_enqueue (self, job);
+        s_account (self, job);
+        s_persist (self, persist_job_retry, job);
+    }
+    s_info (job, job->id, info);
+    if (action == DRV_DEAD_PURGE) {
+        s_forget (self, job);
+        info->state = DRV_JOB_UNKNOWN;
+    }
+}
+
+static void
+s_on_dead (broker_t *self, peer_t *client, drv_msg_t *msg)
+{
+    if (!s_admin_only (self, client, msg, "dead-letter handling"))
+        return;
+    drv_dead_action_t action = msg->dead.action;
+    if (action != DRV_DEAD_LIST && action != DRV_DEAD_RETRY && action != DRV_DEAD_PURGE) {
+        s_error (self, self->producers, msg->corr, DRV_CODE_BAD_REQUEST, "unknown dead-letter action");
+        return;
+    }
+    if (!queue_name_valid (msg->dead.queue)) {
+        s_error (self, self->producers, msg->corr, DRV_CODE_UNKNOWN_QUEUE,
+                 "invalid queue name (1-128 of A-Z a-z 0-9 . _ - :)");
+        return;
+    }
+    queue_t *queue = (queue_t *) zhashx_lookup (self->queues, msg->dead.queue);
+    //  One reply holds at most max_batch jobs; "all" acts on that many per request
+    size_t limit = self->cfg.max_batch;
+    if (action == DRV_DEAD_LIST && msg->dead.limit && msg->dead.limit < limit)
+        limit = msg->dead.limit;
+    if (action == DRV_DEAD_LIST && !msg->dead.limit && limit > 100)
+        limit = 100;
+    size_t n = msg->count? msg->count: limit;
+    drv_msg_t reply;
+    drv_msg_init (&reply, DRV_CMD_QUERY_REPLY, msg->corr);
+    reply.infos = drv_codec_alloc (self->enc, (n? n: 1) * sizeof (drv_jobinfo_t));
+    zmq_msg_t *payloads = s_sendbuf (self, n? n: 1);
+    if (!reply.infos || !payloads) {
+        s_error (self, self->producers, msg->corr, DRV_CODE_LIMIT, "out of memory");
+        return;
+    }
+    if (msg->count) {
+        for (size_t i = 0; i < msg->count; i++) {
+            job_t *job = job_store_find (self->jobs, msg->ids [i]);
+            drv_jobinfo_t *info = &reply.infos [reply.count++];
+            if (job && job->queue == queue && job->state == DRV_JOB_FAILED)
+                s_dead_apply (self, job, action, info);
+            else
+                s_info (job, msg->ids [i], info);
+        }
+    }
+    else
+    if (queue) {
+        job_t *job = queue->dead.head;
+        while (job && reply.count < limit) {
+            job_t *next = job->next;
+            s_dead_apply (self, job, action, &reply.infos [reply.count++]);
+            job = next;
+        }
+    }
+    if (action != DRV_DEAD_LIST && reply.count)
+        drv_log (DRV_LOG_INFO, "broker", "%s %s %zu dead jobs of queue %s", client->name,
+                 action == DRV_DEAD_RETRY? "retried": "purged", reply.count, msg->dead.queue);
+    for (size_t i = 0; i < reply.count; i++)
+        zmq_msg_init (&payloads [i]);
+    s_send (self, client, &reply, payloads, reply.count);
+}
+
+static void
+s_on_progress (broker_t *self, peer_t *worker, drv_msg_t *msg)
+{
+    for (size_t i = 0; i < msg->count; i++) {
+        const drv_progress_t *report = &msg->progress [i];
+        job_t *job = job_store_find (self->jobs, report->id);
+        //  Only the worker running the job may speak for it
+        if (!job || job->state != DRV_JOB_RUNNING || job->worker != worker)
+            continue;
+        job->progress = report->percent > 100? 100: report->percent;
+        free (job->progress_message);
+        job->progress_message = *report->message? strndup (report->message, 256): NULL;
+    }
 }
 
 static void
@@ -1051,8 +1247,8 @@ s_command_allowed (drv_peer_kind_t kind, drv_cmd_t cmd)
 {
     if (kind == DRV_PEER_CLIENT)
         return cmd == DRV_CMD_SUBMIT || cmd == DRV_CMD_QUERY || cmd == DRV_CMD_CANCEL
-            || cmd == DRV_CMD_STATS;
-    return cmd == DRV_CMD_REPORT || cmd == DRV_CMD_CREDIT;
+            || cmd == DRV_CMD_STATS || cmd == DRV_CMD_QUEUE_CONTROL || cmd == DRV_CMD_DEAD_LETTER;
+    return cmd == DRV_CMD_REPORT || cmd == DRV_CMD_CREDIT || cmd == DRV_CMD_PROGRESS;
 }
 
 //  Validates and routes one received message.
@@ -1138,6 +1334,15 @@ s_handle (broker_t *self, zsock_t *socket, drv_peer_kind_t kind, int total)
         case DRV_CMD_REPORT:
             s_on_report (self, peer, &msg);
             break;
+        case DRV_CMD_PROGRESS:
+            s_on_progress (self, peer, &msg);
+            break;
+        case DRV_CMD_QUEUE_CONTROL:
+            s_on_queue_control (self, peer, &msg);
+            break;
+        case DRV_CMD_DEAD_LETTER:
+            s_on_dead (self, peer, &msg);
+            break;
         case DRV_CMD_CREDIT:
             peer->credit = (uint64_t) peer->credit + msg.credit > CREDIT_CAP? CREDIT_CAP
                          : peer->credit + msg.credit;
@@ -1215,9 +1420,34 @@ s_liveness_map (broker_t *self, zhashx_t *peers)
     zlist_destroy (&dead);
 }
 
+//  Moving averages of submit and finish rates, sampled about once a second
+//  and smoothed over about a minute.
+static void
+s_rates (broker_t *self)
+{
+    if (self->now < self->next_rates)
+        return;
+    double dt = (double) (self->now - self->last_rates) / 1000.0;
+    self->last_rates = self->now;
+    self->next_rates = self->now + 1000;
+    if (dt <= 0)
+        return;
+    double alpha = dt / 60.0 > 1? 1: dt / 60.0;
+    for (queue_t *q = zhashx_first (self->queues); q; q = zhashx_next (self->queues)) {
+        uint64_t finished = q->done + q->failed;
+        double submitted = (double) (q->submitted - q->rate_submitted) / dt;
+        double done = (double) (finished - q->rate_done) / dt;
+        q->submit_rate += alpha * (submitted - q->submit_rate);
+        q->done_rate += alpha * (done - q->done_rate);
+        q->rate_submitted = q->submitted;
+        q->rate_done = finished;
+    }
+}
+
 static void
 s_liveness (broker_t *self)
 {
+    s_rates (self);
     if (self->now < self->next_liveness)
         return;
     self->next_liveness = self->now + self->cfg.heartbeat_ms / 4 + 1;
@@ -1270,6 +1500,8 @@ s_config_copy (broker_t *self, const broker_config_t *config)
         self->cfg.default_timeout_ms = 300 * 1000;
     if (self->cfg.default_result_ttl_s == 0)
         self->cfg.default_result_ttl_s = 3600;
+    if (self->cfg.dead_ttl_s == 0)
+        self->cfg.dead_ttl_s = 7 * 86400;
     if (self->cfg.compact_factor < 2)
         self->cfg.compact_factor = 4;
 }
@@ -1291,7 +1523,14 @@ s_place_replayed (broker_t *self)
     while ((job = job_store_next (self->jobs, &cursor))) {
         s_account (self, job);
         if (job->state >= DRV_JOB_DONE) {
-            uint64_t expiry = job->finished_wall + (uint64_t) job->result_ttl_s * 1000;
+            uint64_t keep_s = job->result_ttl_s;
+            if (job->state == DRV_JOB_FAILED) {
+                job_list_append (&job->queue->dead, job);
+                job->queue->dead_count++;
+                if (self->cfg.dead_ttl_s > keep_s)
+                    keep_s = self->cfg.dead_ttl_s;
+            }
+            uint64_t expiry = job->finished_wall + keep_s * 1000;
             if (expiry <= wall) {
                 zlist_append (expired, job);
                 continue;

@@ -40,6 +40,7 @@ typedef struct {
     uint32_t default_attempts;      //  default 3
     uint32_t default_backoff_ms;    //  default 1000
     uint32_t default_result_ttl_s;  //  default 3600
+    uint32_t dead_ttl_s;            //  failed jobs stay in the dead letters this long; default 7 days
     bool in_memory;             //  --durability none: no journal
     const journal_io_t *io;     //  journal file operations (tests inject faults); NULL = libc
     unsigned compact_factor;    //  compact when the journal passes factor x live data; default 4

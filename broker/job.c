@@ -50,6 +50,7 @@ s_job_release (job_t *job)
     zmq_msg_close (&job->result);
     free (job->error);
     free (job->watchers);
+    free (job->progress_message);
 }
 
 void

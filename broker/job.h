@@ -44,6 +44,8 @@ typedef struct _job_t {
     uint32_t pinned;                //  outgoing messages still referring to it
     uint32_t journal_bytes;         //  its share of the broker's live journal size
     uint32_t payload_size;          //  input size (the payload is freed once the job ends)
+    uint32_t progress;              //  percent last reported while running
+    char *progress_message;         //  its text (malloc'd) or NULL
 } job_t;
 
 #define JOB_NOT_IN_HEAP ((size_t) -1)

@@ -27,6 +27,7 @@ s_usage (FILE *out)
         "  --attempts N        default maximum attempts (default 3)\n"
         "  --backoff MS        default retry backoff base (default 1000)\n"
         "  --result-ttl S      default result retention (default 3600)\n"
+        "  --dead-ttl S        how long failed jobs stay in the dead letters (default 604800)\n"
         "  --log-level L       debug|info|warn|error (default info)\n"
         "  --log-format F      text|json (default text)\n"
         "  --help              this text\n");
@@ -59,7 +60,7 @@ main (int argc, char *argv [])
 
     enum { O_PRODUCERS = 256, O_WORKERS, O_CERT, O_ALLOW, O_DATA, O_INSECURE, O_HEARTBEAT,
            O_MAXPAYLOAD, O_MAXBATCH, O_TIMEOUT, O_ATTEMPTS, O_BACKOFF, O_TTL, O_LEVEL,
-           O_FORMAT, O_DURABILITY, O_HELP };
+           O_FORMAT, O_DURABILITY, O_DEADTTL, O_HELP };
     static struct option options [] = {
         {"producers", required_argument, 0, O_PRODUCERS},
         {"workers", required_argument, 0, O_WORKERS},
@@ -77,6 +78,7 @@ main (int argc, char *argv [])
         {"log-level", required_argument, 0, O_LEVEL},
         {"log-format", required_argument, 0, O_FORMAT},
         {"durability", required_argument, 0, O_DURABILITY},
+        {"dead-ttl", required_argument, 0, O_DEADTTL},
         {"help", no_argument, 0, O_HELP},
         {0, 0, 0, 0}
     };
@@ -110,6 +112,7 @@ main (int argc, char *argv [])
                 }
                 json = strcmp (optarg, "json") == 0;
                 break;
+            case O_DEADTTL: config.dead_ttl_s = s_number ("--dead-ttl", optarg, 1, 365 * 86400); break;
             case O_DURABILITY:
                 if (strcmp (optarg, "fsync") && strcmp (optarg, "none")) {
                     fprintf (stderr, "droverd: --durability must be fsync or none\n");

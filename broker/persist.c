@@ -9,6 +9,7 @@
       JOB_END    id[16], u8 state, u32 attempts, u64 finished_wall,
                  u16 error length, error, then the result to the end
       JOB_FORGET id[16]
+      QUEUE      u8 paused, u8 name length, name
 */
 #include "persist.h"
 #include "queue.h"
@@ -181,6 +182,24 @@ persist_job_forget (journal_t *journal, const uint8_t *id)
     return journal_append (journal, PERSIST_JOB_FORGET, id, DRV_ID_SIZE, NULL, 0);
 }
 
+static int
+s_write_queue (journal_t *journal, append_fn *append, const queue_t *queue)
+{
+    uint8_t head [2 + QUEUE_NAME_MAX];
+    writer_t w = {head, 0};
+    size_t qlen = strlen (queue->name);
+    s_put_u8 (&w, queue->paused);
+    s_put_u8 (&w, (uint8_t) qlen);
+    s_put (&w, queue->name, qlen);
+    return append (journal, PERSIST_QUEUE, head, w.size, NULL, 0);
+}
+
+int
+persist_queue (journal_t *journal, const queue_t *queue)
+{
+    return s_write_queue (journal, journal_append, queue);
+}
+
 uint64_t
 persist_job_bytes (const job_t *job)
 {
@@ -287,6 +306,8 @@ s_replay_retry (replay_t *self, reader_t *r)
     job_t *job = job_store_find (self->store, id);
     if (!job)
         return 0;       //  forgotten already: nothing to update
+    //  A retry also brings a dead job back to life
+    job->state = DRV_JOB_QUEUED;
     job->attempts = attempts;
     job->wake_wall = wake;
     free (job->error);
@@ -349,6 +370,22 @@ s_replay_record (uint8_t type, const uint8_t *body, size_t size, void *arg)
             rc = 0;
             break;
         }
+        case PERSIST_QUEUE: {
+            uint8_t paused = (uint8_t) s_get_le (&r, 1);
+            size_t qlen = (size_t) s_get_le (&r, 1);
+            const uint8_t *qname = s_get (&r, qlen);
+            if (r.failed || paused > 1)
+                return s_replay_fail (self, "QUEUE");
+            char name [QUEUE_NAME_MAX + 1];
+            memcpy (name, qname, qlen);
+            name [qlen] = 0;
+            queue_t *queue = queue_name_valid (name)? self->queue_fn (name, self->arg): NULL;
+            if (!queue)
+                return s_replay_fail (self, "QUEUE name");
+            queue->paused = paused;
+            rc = 0;
+            break;
+        }
         default:
             return s_replay_fail (self, "unknown record type");
     }
@@ -365,10 +402,17 @@ persist_replay (journal_t *journal, job_store_t *store, persist_queue_fn *queue_
 }
 
 int
-persist_compact (journal_t *journal, job_store_t *store, char *why, size_t why_size)
+persist_compact (journal_t *journal, job_store_t *store, queue_t **queues, size_t queue_count,
+                 char *why, size_t why_size)
 {
     if (journal_compact_begin (journal, why, why_size))
         return -1;
+    for (size_t i = 0; i < queue_count; i++)
+        if (queues [i]->paused && s_write_queue (journal, journal_compact_append, queues [i])) {
+            snprintf (why, why_size, "cannot write the compacted journal");
+            journal_compact_abort (journal);
+            return -1;
+        }
     //  Each live job as it stands: NEW, then END if it ended, or RETRY if
     //  attempts were made (a running job counts its current attempt)
     size_t cursor = 0;

@@ -6,6 +6,7 @@
       JOB_RETRY   an attempt failed; when it may run again
       JOB_END     done, failed or cancelled, with result or error
       JOB_FORGET  result expired; the id is free again
+      QUEUE       a queue's settings (paused)
     A dispatch is not recorded: after a restart a running job is queued
     again with the attempts its recorded failures counted.
 */
@@ -19,7 +20,8 @@ enum {
     PERSIST_JOB_NEW = 1,
     PERSIST_JOB_RETRY = 2,
     PERSIST_JOB_END = 3,
-    PERSIST_JOB_FORGET = 4
+    PERSIST_JOB_FORGET = 4,
+    PERSIST_QUEUE = 5
 };
 
 //  Each appends one record to the journal's current batch; 0 or -1.
@@ -27,6 +29,8 @@ int persist_job_new (journal_t *journal, const job_t *job);
 int persist_job_retry (journal_t *journal, const job_t *job);
 int persist_job_end (journal_t *journal, const job_t *job);
 int persist_job_forget (journal_t *journal, const uint8_t *id);
+//  A queue's settings (paused or not).
+int persist_queue (journal_t *journal, const queue_t *queue);
 
 //  Finds or creates the queue of that name for a replayed job.
 typedef queue_t *(persist_queue_fn) (const char *name, void *arg);
@@ -38,8 +42,10 @@ typedef queue_t *(persist_queue_fn) (const char *name, void *arg);
 int persist_replay (journal_t *journal, job_store_t *store, persist_queue_fn *queue_fn,
                     void *arg, char *why, size_t why_size);
 
-//  Rewrites the journal with only the live jobs of store. 0 or -1.
-int persist_compact (journal_t *journal, job_store_t *store, char *why, size_t why_size);
+//  Rewrites the journal with only the live jobs of store and the
+//  settings of the given queues. 0 or -1.
+int persist_compact (journal_t *journal, job_store_t *store, queue_t **queues, size_t queue_count,
+                     char *why, size_t why_size);
 
 //  Bytes a job costs in a compacted journal (for the compaction trigger).
 uint64_t persist_job_bytes (const job_t *job);

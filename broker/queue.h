@@ -29,6 +29,13 @@ struct _queue_t {
     uint64_t done;
     uint64_t failed;
     uint64_t retried;
+    job_list_t dead;                //  failed jobs, oldest first (the dead-letter list)
+    uint64_t dead_count;            //  jobs in dead
+    bool paused;                    //  an admin stopped dispatch
+    double submit_rate;             //  accepted per second, moving average
+    double done_rate;               //  finished per second, moving average
+    uint64_t rate_submitted;        //  submitted at the last rate sample
+    uint64_t rate_done;             //  done + failed at the last rate sample
     peer_t **workers;               //  workers serving this queue
     size_t worker_count;            //  entries in workers
     size_t worker_cap;              //  allocated entries

@@ -238,7 +238,11 @@ s_query (peer_t *client, const uint8_t *id, bool want_result, bool watch)
     msg.query.want_result = want_result;
     msg.query.watch = watch;
     s_send (client, &msg, NULL, 0);
-    return s_recv (client);
+    drv_msg_t reply;
+    do
+        reply = s_recv (client);
+    while (reply.cmd == DRV_CMD_DELIVER);
+    return reply;
 }
 
 static void
@@ -795,6 +799,185 @@ test_storage_failure (void)
     CHECK (system (command) == 0);
 }
 
+//  The next reply, skipping outcomes the broker delivers on its own.
+static drv_msg_t
+s_recv_reply (peer_t *peer)
+{
+    drv_msg_t msg;
+    do
+        msg = s_recv (peer);
+    while (msg.cmd == DRV_CMD_DELIVER);
+    return msg;
+}
+
+static drv_msg_t
+s_queue_control (peer_t *client, const char *queue, drv_queue_action_t action)
+{
+    drv_msg_t msg;
+    drv_msg_init (&msg, DRV_CMD_QUEUE_CONTROL, s_corr++);
+    msg.queue_control.queue = queue;
+    msg.queue_control.action = action;
+    s_send (client, &msg, NULL, 0);
+    return s_recv_reply (client);
+}
+
+static drv_msg_t
+s_dead (peer_t *client, const char *queue, drv_dead_action_t action, uint8_t (*ids) [16], size_t n)
+{
+    drv_msg_t msg;
+    drv_msg_init (&msg, DRV_CMD_DEAD_LETTER, s_corr++);
+    msg.dead.queue = queue;
+    msg.dead.action = action;
+    msg.ids = ids;
+    msg.count = n;
+    s_send (client, &msg, NULL, 0);
+    return s_recv_reply (client);
+}
+
+//  Waits for a Dispatch on the worker and returns the number of jobs.
+static size_t
+s_expect_dispatch (peer_t *worker, uint8_t *first_id)
+{
+    drv_msg_t msg;
+    do
+        msg = s_recv (worker);
+    while (msg.cmd != DRV_CMD_DISPATCH);
+    memcpy (first_id, msg.jobs [0].id, 16);
+    return msg.count;
+}
+
+//  Pause and resume, progress, and the dead-letter list; then a restart
+//  of a durable broker keeps the pause and the dead letters.
+static void
+test_admin_features (void)
+{
+    s_live_count = 0;
+    char dir [] = "/tmp/drover-admin-XXXXXX";
+    CHECK (mkdtemp (dir));
+    char *endpoint, *workers;
+    broker_config_t config;
+    broker_config_defaults (&config);
+    config.producers = config.workers = "tcp://127.0.0.1:*";
+    config.insecure = true;
+    config.data_dir = dir;
+    config.heartbeat_ms = 200;
+    zactor_t *broker = broker_start (&config);
+    CHECK (broker && broker_endpoints (broker, &endpoint, &workers) == 0);
+    peer_t client = s_peer_new (endpoint);
+    peer_t worker = s_peer_new (workers);
+    s_live_add (&client);
+    s_live_add (&worker);
+    CHECK (s_hello (&client, DRV_PEER_CLIENT, NULL, 0).cmd == DRV_CMD_WELCOME);
+    CHECK (s_hello (&worker, DRV_PEER_WORKER, "adm", 5).cmd == DRV_CMD_WELCOME);
+
+    //  Paused: jobs are accepted but not dispatched; resumed: they flow
+    drv_msg_t msg = s_queue_control (&client, "adm", DRV_QUEUE_PAUSE);
+    CHECK (msg.cmd == DRV_CMD_STATS_REPLY && msg.count == 1 && msg.queues [0].paused);
+    uint8_t ids [2][16];
+    s_ids (ids, 2);
+    const char *payloads [2] = {"one", "two"};
+    drv_jobspec_t options;
+    memset (&options, 0, sizeof options);
+    options.max_attempts = 1;
+    msg = s_submit (&client, ids, payloads, 2, "adm", &options);
+    CHECK (msg.acks [0].code == DRV_CODE_OK && msg.acks [1].code == DRV_CODE_OK);
+    CHECK (s_quiet (&worker, 400));
+    msg = s_queue_control (&client, "adm", DRV_QUEUE_RESUME);
+    CHECK (msg.cmd == DRV_CMD_STATS_REPLY && !msg.queues [0].paused && msg.queues [0].queued == 2);
+    uint8_t running [16];
+    size_t got = s_expect_dispatch (&worker, running);
+    if (got < 2) {
+        uint8_t other [16];
+        got += s_expect_dispatch (&worker, other);
+    }
+    CHECK (got == 2);
+    msg = s_queue_control (&client, "bad name!", DRV_QUEUE_PAUSE);
+    CHECK (msg.cmd == DRV_CMD_ERROR && msg.error.code == DRV_CODE_UNKNOWN_QUEUE);
+
+    //  Progress from the worker running the job shows in Query
+    drv_msg_init (&msg, DRV_CMD_PROGRESS, 0);
+    drv_progress_t progress = {{0}, 42, "halfway there"};
+    memcpy (progress.id, ids [0], 16);
+    msg.progress = &progress;
+    msg.count = 1;
+    s_send (&worker, &msg, NULL, 0);
+    uint64_t end = drv_now_ms () + 2000;
+    bool seen = false;
+    while (!seen && drv_now_ms () < end) {
+        msg = s_query (&client, ids [0], false, false);
+        seen = msg.infos [0].progress == 42 && streq (msg.infos [0].progress_message, "halfway there");
+    }
+    CHECK (seen);
+
+    //  Both fail for good: they land in the dead letters, oldest first
+    s_report (&worker, ids [0], DRV_JOB_FAILED, NULL, "first failure");
+    s_report (&worker, ids [1], DRV_JOB_FAILED, NULL, "second failure");
+    end = drv_now_ms () + 2000;
+    do
+        msg = s_dead (&client, "adm", DRV_DEAD_LIST, NULL, 0);
+    while (msg.count < 2 && drv_now_ms () < end);
+    CHECK (msg.cmd == DRV_CMD_QUERY_REPLY && msg.count == 2);
+    CHECK (memcmp (msg.infos [0].id, ids [0], 16) == 0 && msg.infos [0].state == DRV_JOB_FAILED);
+    CHECK (strstr (msg.infos [1].error, "second failure"));
+    msg = s_dead (&client, "nosuchqueue", DRV_DEAD_LIST, NULL, 0);
+    CHECK (msg.cmd == DRV_CMD_QUERY_REPLY && msg.count == 0);
+
+    //  Retry one by id: it runs again from attempt 1
+    uint8_t one [1][16];
+    memcpy (one [0], ids [0], 16);
+    msg = s_dead (&client, "adm", DRV_DEAD_RETRY, one, 1);
+    CHECK (msg.count == 1 && msg.infos [0].state == DRV_JOB_QUEUED);
+    drv_msg_t dispatch;
+    do
+        dispatch = s_recv (&worker);
+    while (dispatch.cmd != DRV_CMD_DISPATCH);
+    CHECK (memcmp (dispatch.jobs [0].id, ids [0], 16) == 0 && dispatch.jobs [0].attempt == 1);
+    size_t size;
+    const char *data = s_payload (0, &size);
+    CHECK (size == 3 && memcmp (data, "one", 3) == 0);      //  input kept while dead
+    s_report (&worker, ids [0], DRV_JOB_DONE, "fixed", NULL);
+
+    //  A restart keeps the pause and the remaining dead letter
+    msg = s_queue_control (&client, "adm", DRV_QUEUE_PAUSE);
+    CHECK (msg.queues [0].paused && msg.queues [0].dead == 1);
+    s_close (&client);
+    s_close (&worker);
+    zactor_destroy (&broker);
+    zstr_free (&endpoint);
+    zstr_free (&workers);
+    broker = broker_start (&config);
+    CHECK (broker && broker_endpoints (broker, &endpoint, &workers) == 0);
+    peer_t again = s_peer_new (endpoint);
+    s_live_count = 0;
+    s_live_add (&again);
+    CHECK (s_hello (&again, DRV_PEER_CLIENT, NULL, 0).cmd == DRV_CMD_WELCOME);
+    drv_msg_init (&msg, DRV_CMD_STATS, s_corr++);
+    s_send (&again, &msg, NULL, 0);
+    msg = s_recv (&again);
+    bool found = false;
+    for (size_t i = 0; i < msg.count; i++)
+        if (streq (msg.queues [i].name, "adm")) {
+            CHECK (msg.queues [i].paused && msg.queues [i].dead == 1);
+            found = true;
+        }
+    CHECK (found);
+    msg = s_query (&again, ids [0], true, false);
+    CHECK (msg.infos [0].state == DRV_JOB_DONE);
+    //  Purge empties the dead letters
+    msg = s_dead (&again, "adm", DRV_DEAD_PURGE, NULL, 0);
+    CHECK (msg.count == 1 && msg.infos [0].state == DRV_JOB_UNKNOWN);
+    CHECK (s_state_of (&again, ids [1]) == DRV_JOB_UNKNOWN);
+    msg = s_dead (&again, "adm", DRV_DEAD_LIST, NULL, 0);
+    CHECK (msg.count == 0);
+    s_close (&again);
+    zactor_destroy (&broker);
+    zstr_free (&endpoint);
+    zstr_free (&workers);
+    char command [128];
+    snprintf (command, sizeof command, "rm -rf %s", dir);
+    CHECK (system (command) == 0);
+}
+
 int
 main (void)
 {
@@ -822,6 +1005,7 @@ main (void)
     test_job_path ();
     test_dead_worker_and_timeout ();
     test_storage_failure ();
+    test_admin_features ();
 
     zactor_destroy (&broker);
     zstr_free (&s_producers);

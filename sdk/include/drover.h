@@ -163,6 +163,8 @@ typedef struct {
     uint64_t finished_ms;     //  Unix ms, 0 while unfinished
     int priority;
     uint32_t payload_size;
+    uint32_t progress;        //  percent last reported by the worker (0..100)
+    char progress_message [128];  //  its text, "" if none
 } drover_job_info_t;
 
 //  Asks the broker for a job's state. Blocks up to timeout_ms.
@@ -181,6 +183,10 @@ typedef struct {
     uint64_t queued, scheduled, running;
     uint64_t submitted, done, failed, retried;
     uint32_t workers;
+    bool paused;              //  dispatch stopped by an admin
+    uint64_t dead;            //  jobs in the dead-letter list
+    double submit_rate;       //  accepted per second (about a minute's average)
+    double done_rate;         //  finished per second (likewise)
 } drover_queue_stats_t;
 
 typedef struct {
@@ -196,6 +202,28 @@ typedef struct {
 //  with drover_stats_destroy(). Blocks up to timeout_ms.
 int drover_stats (drover_client_t *client, drover_stats_t **stats_p, int timeout_ms);
 void drover_stats_destroy (drover_stats_t **stats_p);
+
+//  Pauses (paused = true) or resumes a queue: a paused queue keeps
+//  accepting jobs but dispatches none. Needs an admin key. Blocks up to
+//  timeout_ms. Returns 0, DROVER_EDENIED, DROVER_ENOQUEUE (invalid name),
+//  DROVER_ETIMEDOUT or DROVER_ECLOSED.
+int drover_queue_pause (drover_client_t *client, const char *queue, bool paused, int timeout_ms);
+
+typedef enum {
+    DROVER_DEAD_LIST = 1,     //  describe dead jobs, oldest first
+    DROVER_DEAD_RETRY,        //  queue them again with fresh attempts
+    DROVER_DEAD_PURGE         //  forget them
+} drover_dead_action_t;
+
+//  Works on the dead-letter list of a queue (jobs that ended failed).
+//  ids (32 hex chars each) select jobs; id_count 0 means all dead jobs of
+//  the queue. limit bounds LIST (0 = 100). On success *infos_p receives a
+//  malloc'd array of *count_p entries (the jobs concerned, state after the
+//  action) that the caller frees with free(). Needs an admin key.
+//  Returns 0, DROVER_EINVAL, DROVER_EDENIED, DROVER_ETIMEDOUT or DROVER_ECLOSED.
+int drover_dead (drover_client_t *client, const char *queue, drover_dead_action_t action,
+                 const char *const *ids, size_t id_count, size_t limit,
+                 drover_job_info_t **infos_p, size_t *count_p, int timeout_ms);
 
 //  Futures ------------------------------------------------------------
 
@@ -296,6 +324,10 @@ int drover_job_set_result (drover_job_t *job, const void *data, size_t size);
 int drover_job_take_result (drover_job_t *job, void *data, size_t size);
 //  Sets the failure text (copied). With permanent, the job is not retried.
 int drover_job_set_error (drover_job_t *job, const char *message, bool permanent);
+//  Reports progress of a running job (percent 0..100 and a short text,
+//  copied; NULL for none). Sent to the broker with the next batch; `drover
+//  status` shows the latest. Returns 0, DROVER_EINVAL or DROVER_ENOMEM.
+int drover_job_progress (drover_job_t *job, unsigned percent, const char *message);
 //  True once the broker has cancelled this job or its attempt timed out; a
 //  long handler should check it and give up early (its result is ignored).
 bool drover_job_cancelled (drover_job_t *job);

@@ -132,7 +132,8 @@ drv_msg_init (drv_msg_t *msg, drv_cmd_t cmd, uint64_t corr)
 static const char *s_cmd_names [DRV_CMD_COUNT_] = {
     "NONE", "HELLO", "WELCOME", "HEARTBEAT", "ERROR", "BYE", "SUBMIT",
     "SUBMIT_ACK", "DISPATCH", "REPORT", "DELIVER", "CREDIT", "QUERY",
-    "QUERY_REPLY", "CANCEL", "STATS", "STATS_REPLY"
+    "QUERY_REPLY", "CANCEL", "STATS", "STATS_REPLY", "PROGRESS", "QUEUE_CONTROL",
+    "DEAD_LETTER"
 };
 
 const char *
@@ -180,6 +181,9 @@ static const struct {
     {DROVER__ENVELOPE__BODY_CANCEL, DRV_CMD_CANCEL},
     {DROVER__ENVELOPE__BODY_STATS, DRV_CMD_STATS},
     {DROVER__ENVELOPE__BODY_STATS_REPLY, DRV_CMD_STATS_REPLY},
+    {DROVER__ENVELOPE__BODY_PROGRESS_REPORT, DRV_CMD_PROGRESS},
+    {DROVER__ENVELOPE__BODY_QUEUE_CONTROL, DRV_CMD_QUEUE_CONTROL},
+    {DROVER__ENVELOPE__BODY_DEAD_LETTER, DRV_CMD_DEAD_LETTER},
 };
 
 //  Decoding ---------------------------------------------------------------
@@ -386,9 +390,34 @@ s_decode_body (drv_codec_t *self, Drover__Envelope *env, drv_msg_t *msg)
                 out->finished_ms = in->finished_ms;
                 out->priority = in->priority;
                 out->payload_size = in->payload_size;
+                out->progress = in->progress;
+                out->progress_message = s_str (in->progress_message);
             }
             return 0;
         }
+        case DRV_CMD_PROGRESS: {
+            Drover__ProgressReport *p = env->progress_report;
+            msg->count = p->n_progress;
+            msg->progress = ARENA_ARRAY (self, drv_progress_t, p->n_progress);
+            if (!msg->progress)
+                return s_fail (self, "out of memory");
+            for (size_t i = 0; i < p->n_progress; i++) {
+                if (s_get_id (self, p->progress [i]->id, msg->progress [i].id, "progress id"))
+                    return -1;
+                msg->progress [i].percent = p->progress [i]->percent;
+                msg->progress [i].message = s_str (p->progress [i]->message);
+            }
+            return 0;
+        }
+        case DRV_CMD_QUEUE_CONTROL:
+            msg->queue_control.queue = s_str (env->queue_control->queue);
+            msg->queue_control.action = (drv_queue_action_t) env->queue_control->action;
+            return 0;
+        case DRV_CMD_DEAD_LETTER:
+            msg->dead.queue = s_str (env->dead_letter->queue);
+            msg->dead.action = (drv_dead_action_t) env->dead_letter->action;
+            msg->dead.limit = env->dead_letter->limit;
+            return s_decode_ids (self, env->dead_letter->n_ids, env->dead_letter->ids, msg);
         case DRV_CMD_STATS_REPLY: {
             Drover__StatsReply *r = env->stats_reply;
             msg->stats.workers = r->workers;
@@ -411,6 +440,10 @@ s_decode_body (drv_codec_t *self, Drover__Envelope *env, drv_msg_t *msg)
                 out->failed = in->failed;
                 out->retried = in->retried;
                 out->workers = in->workers;
+                out->paused = in->paused;
+                out->dead = in->dead;
+                out->submit_rate = in->submit_rate;
+                out->done_rate = in->done_rate;
             }
             return 0;
         }
@@ -519,6 +552,9 @@ drv_codec_encode (drv_codec_t *self, const drv_msg_t *msg, zmq_msg_t *frame)
     Drover__Cancel cancel = DROVER__CANCEL__INIT;
     Drover__StatsRequest stats = DROVER__STATS_REQUEST__INIT;
     Drover__StatsReply stats_reply = DROVER__STATS_REPLY__INIT;
+    Drover__ProgressReport progress_report = DROVER__PROGRESS_REPORT__INIT;
+    Drover__QueueControl queue_control = DROVER__QUEUE_CONTROL__INIT;
+    Drover__DeadLetter dead_letter = DROVER__DEAD_LETTER__INIT;
     size_t n = msg->count;
 
     switch (msg->cmd) {
@@ -667,6 +703,8 @@ drv_codec_encode (drv_codec_t *self, const drv_msg_t *msg, zmq_msg_t *frame)
                 out->finished_ms = in->finished_ms;
                 out->priority = in->priority;
                 out->payload_size = in->payload_size;
+                out->progress = in->progress;
+                out->progress_message = (char *) s_str (in->progress_message);
             }
             env.body_case = DROVER__ENVELOPE__BODY_QUERY_REPLY;
             env.query_reply = &query_reply;
@@ -692,6 +730,10 @@ drv_codec_encode (drv_codec_t *self, const drv_msg_t *msg, zmq_msg_t *frame)
                 out->failed = in->failed;
                 out->retried = in->retried;
                 out->workers = in->workers;
+                out->paused = in->paused;
+                out->dead = in->dead;
+                out->submit_rate = in->submit_rate;
+                out->done_rate = in->done_rate;
             }
             stats_reply.workers = msg->stats.workers;
             stats_reply.clients = msg->stats.clients;
@@ -699,6 +741,36 @@ drv_codec_encode (drv_codec_t *self, const drv_msg_t *msg, zmq_msg_t *frame)
             stats_reply.jobs_stored = msg->stats.jobs_stored;
             env.body_case = DROVER__ENVELOPE__BODY_STATS_REPLY;
             env.stats_reply = &stats_reply;
+            break;
+        case DRV_CMD_PROGRESS:
+            ARENA_MESSAGES (self, Drover__Progress, DROVER__PROGRESS__INIT, n, progress_report.progress);
+            if (!progress_report.progress)
+                return -1;
+            progress_report.n_progress = n;
+            for (size_t i = 0; i < n; i++) {
+                progress_report.progress [i]->id = s_bin (msg->progress [i].id);
+                progress_report.progress [i]->percent = msg->progress [i].percent;
+                progress_report.progress [i]->message = (char *) s_str (msg->progress [i].message);
+            }
+            env.body_case = DROVER__ENVELOPE__BODY_PROGRESS_REPORT;
+            env.progress_report = &progress_report;
+            break;
+        case DRV_CMD_QUEUE_CONTROL:
+            queue_control.queue = (char *) s_str (msg->queue_control.queue);
+            queue_control.action = (Drover__QueueAction) msg->queue_control.action;
+            env.body_case = DROVER__ENVELOPE__BODY_QUEUE_CONTROL;
+            env.queue_control = &queue_control;
+            break;
+        case DRV_CMD_DEAD_LETTER:
+            dead_letter.queue = (char *) s_str (msg->dead.queue);
+            dead_letter.action = (Drover__DeadAction) msg->dead.action;
+            dead_letter.limit = msg->dead.limit;
+            dead_letter.ids = s_encode_ids (self, msg->ids, n);
+            if (!dead_letter.ids)
+                return -1;
+            dead_letter.n_ids = n;
+            env.body_case = DROVER__ENVELOPE__BODY_DEAD_LETTER;
+            env.dead_letter = &dead_letter;
             break;
         default:
             return -1;

@@ -69,6 +69,9 @@ typedef enum {
     DRV_CMD_CANCEL,
     DRV_CMD_STATS,
     DRV_CMD_STATS_REPLY,
+    DRV_CMD_PROGRESS,
+    DRV_CMD_QUEUE_CONTROL,
+    DRV_CMD_DEAD_LETTER,
     DRV_CMD_COUNT_
 } drv_cmd_t;
 
@@ -122,7 +125,26 @@ typedef struct {
     uint64_t finished_ms;       //  Unix ms of the end, 0 if running
     int32_t priority;           //  its priority
     uint32_t payload_size;      //  input size in bytes
+    uint32_t progress;          //  percent last reported
+    const char *progress_message;   //  its text ("" if none)
 } drv_jobinfo_t;
+
+typedef struct {
+    uint8_t id [DRV_ID_SIZE];   //  running job
+    uint32_t percent;           //  0..100
+    const char *message;        //  short text ("" if none)
+} drv_progress_t;
+
+typedef enum {
+    DRV_QUEUE_PAUSE = 1,
+    DRV_QUEUE_RESUME = 2
+} drv_queue_action_t;
+
+typedef enum {
+    DRV_DEAD_LIST = 1,
+    DRV_DEAD_RETRY = 2,
+    DRV_DEAD_PURGE = 3
+} drv_dead_action_t;
 
 typedef struct {
     const char *name;           //  queue name
@@ -134,6 +156,10 @@ typedef struct {
     uint64_t failed;            //  counter since start
     uint64_t retried;           //  counter since start
     uint32_t workers;           //  workers serving it
+    bool paused;                //  dispatch stopped
+    uint64_t dead;              //  dead-letter jobs
+    double submit_rate;         //  accepted per second
+    double done_rate;           //  finished per second
 } drv_queue_stats_t;
 
 //  One decoded or to-be-encoded command. Only the part named by cmd is used.
@@ -171,10 +197,20 @@ typedef struct {
         bool watch;                 //  Query: deliver when finished
     } query;
     uint32_t credit;                //  Credit: jobs granted
+    struct {
+        const char *queue;          //  QueueControl: queue concerned
+        drv_queue_action_t action;  //  pause or resume
+    } queue_control;
+    struct {
+        const char *queue;          //  DeadLetter: queue concerned
+        drv_dead_action_t action;   //  list, retry or purge
+        uint32_t limit;             //  LIST: most entries
+    } dead;                         //  (DeadLetter ids are in ids/count)
 
     //  List bodies: Submit (specs), SubmitAck (acks), Dispatch (jobs),
     //  Report and Deliver (results), QueryReply (infos), Query and Cancel
-    //  (ids), StatsReply (queues). count is the list length.
+    //  (ids), StatsReply (queues), ProgressReport (progress), DeadLetter
+    //  (ids). count is the list length.
     size_t count;
     drv_jobspec_t *specs;
     drv_joback_t *acks;
@@ -183,6 +219,7 @@ typedef struct {
     drv_jobinfo_t *infos;
     uint8_t (*ids) [DRV_ID_SIZE];
     drv_queue_stats_t *queues;
+    drv_progress_t *progress;
     struct {
         uint32_t workers;           //  connected workers
         uint32_t clients;           //  connected clients
