@@ -143,6 +143,126 @@ cli_parse_long (const char *text, long min, long max, long *value_p)
     return 0;
 }
 
+//  Reads exactly count digits at *text into *value; advances text.
+static bool
+s_digits (const char **text, int count, int *value)
+{
+    *value = 0;
+    for (int index = 0; index < count; index++, (*text)++) {
+        if (!isdigit ((unsigned char) **text))
+            return false;
+        *value = *value * 10 + (**text - '0');
+    }
+    return true;
+}
+
+int
+cli_parse_time (const char *text, uint64_t *ms_p)
+{
+    if (!text || !*text)
+        return -1;
+    //  Unix seconds
+    const char *next = text;
+    while (isdigit ((unsigned char) *next))
+        next++;
+    if (next > text && (*next == 0 || *next == '.')) {
+        char *end = NULL;
+        errno = 0;
+        double seconds = strtod (text, &end);
+        if (errno || *end || !(seconds >= 0 && seconds < 253402300800.0))
+            return -1;
+        *ms_p = (uint64_t) (seconds * 1000.0 + 0.5);
+        return 0;
+    }
+    //  ISO 8601
+    int year, month, day, hour, minute, second = 0, ms = 0;
+    next = text;
+    if (!s_digits (&next, 4, &year) || *next++ != '-'
+    ||  !s_digits (&next, 2, &month) || *next++ != '-'
+    ||  !s_digits (&next, 2, &day)
+    ||  (*next != 'T' && *next != 't' && *next != ' '))
+        return -1;
+    next++;
+    if (!s_digits (&next, 2, &hour) || *next++ != ':' || !s_digits (&next, 2, &minute))
+        return -1;
+    if (*next == ':') {
+        next++;
+        if (!s_digits (&next, 2, &second))
+            return -1;
+        if (*next == '.' || *next == ',') {
+            next++;
+            if (!isdigit ((unsigned char) *next))
+                return -1;
+            for (int scale = 100; isdigit ((unsigned char) *next); next++, scale /= 10)
+                ms += (*next - '0') * scale;
+        }
+    }
+    bool utc = false;
+    int offset = 0;                 //  seconds east of UTC
+    if (*next == 'Z' || *next == 'z') {
+        utc = true;
+        next++;
+    }
+    else
+    if (*next == '+' || *next == '-') {
+        int sign = *next++ == '-'? -1: 1;
+        int off_hour, off_minute = 0;
+        if (!s_digits (&next, 2, &off_hour))
+            return -1;
+        if (*next == ':')
+            next++;
+        if (*next && !s_digits (&next, 2, &off_minute))
+            return -1;
+        if (off_hour > 23 || off_minute > 59)
+            return -1;
+        utc = true;
+        offset = sign * (off_hour * 3600 + off_minute * 60);
+    }
+    if (*next)
+        return -1;
+    if (year < 1970 || month < 1 || month > 12 || day < 1 || day > 31
+    ||  hour > 23 || minute > 59 || second > 59)
+        return -1;
+    //  A calendar check: the date must come back unchanged (no 31 April)
+    struct tm fields = {0};
+    fields.tm_year = year - 1900;
+    fields.tm_mon = month - 1;
+    fields.tm_mday = day;
+    fields.tm_hour = hour;
+    fields.tm_min = minute;
+    fields.tm_sec = second;
+    time_t as_utc = timegm (&fields);
+    if (fields.tm_mday != day || fields.tm_mon != month - 1)
+        return -1;
+    time_t when;
+    if (utc)
+        when = as_utc - offset;
+    else {
+        fields = (struct tm) {0};
+        fields.tm_year = year - 1900;
+        fields.tm_mon = month - 1;
+        fields.tm_mday = day;
+        fields.tm_hour = hour;
+        fields.tm_min = minute;
+        fields.tm_sec = second;
+        fields.tm_isdst = -1;
+        when = mktime (&fields);
+    }
+    if (when < 0)
+        return -1;
+    *ms_p = (uint64_t) when * 1000 + (uint64_t) ms;
+    return 0;
+}
+
+void
+cli_format_time (uint64_t ms, char *text, size_t size)
+{
+    time_t seconds = (time_t) (ms / 1000);
+    struct tm fields;
+    if (!gmtime_r (&seconds, &fields) || !strftime (text, size, "%Y-%m-%dT%H:%M:%SZ", &fields))
+        snprintf (text, size, "-");
+}
+
 bool
 cli_valid_queue (const char *name)
 {

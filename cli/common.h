@@ -1,7 +1,7 @@
 /*  common.h - helpers shared by the drover command-line client.
 
-    Each command group lives in its own file (keygen.c, jobs.c, up.c,
-    demo.c, bench.c) and exports one cli_<command> function per command;
+    Each command group lives in its own file (keygen.c, jobs.c, admin.c,
+    up.c, demo.c, bench.c) and exports one cli_<command> function per command;
     main.c dispatches to them through a table. This header holds what they
     share: error output and exit codes, option parsing, connection options
     and the connect step, waiting on futures with interrupt checks, and the
@@ -44,6 +44,10 @@ int cli_result (int argc, char **argv);
 int cli_status (int argc, char **argv);
 int cli_cancel (int argc, char **argv);
 int cli_stats (int argc, char **argv);
+int cli_queues (int argc, char **argv);         //  admin.c
+int cli_pause (int argc, char **argv);
+int cli_resume (int argc, char **argv);
+int cli_dead (int argc, char **argv);
 int cli_up (int argc, char **argv);             //  up.c
 int cli_demo (int argc, char **argv);           //  demo.c
 int cli_demo_worker (int argc, char **argv);
@@ -77,6 +81,16 @@ int cli_parse_seconds (const char *text, int64_t *ms_p);
 
 //  Parses a whole decimal number within [min, max]. Returns 0 or -1.
 int cli_parse_long (const char *text, long min, long max, long *value_p);
+
+//  Parses an absolute time into Unix milliseconds: Unix seconds ("1795000000",
+//  decimals allowed) or ISO 8601 "YYYY-MM-DDTHH:MM[:SS[.fff]]" followed by
+//  "Z", "+HH:MM", "-HHMM" or nothing (local time); a space may stand for
+//  the T. Returns 0, or -1 for anything else, an impossible date, or a
+//  time before 1970 or after 9999.
+int cli_parse_time (const char *text, uint64_t *ms_p);
+
+//  Writes Unix milliseconds as ISO 8601 UTC, "2026-11-25T16:30:00Z".
+void cli_format_time (uint64_t ms, char *text, size_t size);
 
 //  True for a valid queue name: 1 to 128 bytes of A-Z a-z 0-9 . _ - :
 //  (docs/PROTOCOL.md section 3). Checked here so a typo is a usage error

@@ -31,6 +31,7 @@ enum {
     OPT_JOB_TIMEOUT,
     OPT_ATTEMPTS,
     OPT_DELAY,
+    OPT_AT,
     OPT_BACKOFF,
     OPT_TTL,
     OPT_EACH_LINE,
@@ -45,6 +46,7 @@ enum {
     { "job-timeout", required_argument, NULL, OPT_JOB_TIMEOUT }, \
     { "attempts",    required_argument, NULL, OPT_ATTEMPTS }, \
     { "delay",       required_argument, NULL, OPT_DELAY }, \
+    { "at",          required_argument, NULL, OPT_AT }, \
     { "backoff",     required_argument, NULL, OPT_BACKOFF }, \
     { "ttl",         required_argument, NULL, OPT_TTL }, \
     { "window",      required_argument, NULL, OPT_WINDOW }, \
@@ -56,6 +58,8 @@ enum {
     "      --job-timeout S   seconds each attempt may run\n" \
     "      --attempts N      attempts before the job fails\n" \
     "      --delay S         run no earlier than S seconds from now\n" \
+    "      --at TIME         run no earlier than TIME: Unix seconds, or ISO 8601\n" \
+    "                        such as 2026-11-25T16:30:00Z (no zone = local time)\n" \
     "      --backoff S       base of the exponential wait between attempts\n" \
     "      --ttl S           how long the broker keeps the result\n"
 
@@ -117,6 +121,8 @@ typedef struct {
     bool each_line;             //  one job per input line
     int64_t timeout_ms;         //  --timeout, or -1
     size_t window;              //  jobs in flight at most
+    bool delay_given;           //  --delay seen
+    bool at_given;              //  --at seen
 } s_submit_args_t;
 
 //  Converts seconds text into a uint32_t count of ms (or of s with
@@ -168,6 +174,13 @@ s_job_option (s_submit_args_t *args, const char *cmd, int opt, const char *arg)
             if (cli_parse_seconds (arg, &ms))
                 return cli_usage (cmd, "--delay wants seconds, not '%s'", arg), -1;
             args->opts.delay_ms = (uint64_t) ms;
+            args->delay_given = true;
+            return 1;
+        case OPT_AT:
+            if (cli_parse_time (arg, &args->opts.run_at_ms))
+                return cli_usage (cmd, "--at wants Unix seconds or an ISO 8601 time such as "
+                                  "2026-11-25T16:30:00Z, not '%s'", arg), -1;
+            args->at_given = true;
             return 1;
         case OPT_BACKOFF:
             if (s_parse_u32 (arg, false, &args->opts.backoff_ms))
@@ -248,6 +261,8 @@ s_parse_submit (int argc, char **argv, s_submit_args_t *args, bool is_map)
         return cli_usage (cmd, "missing -q QUEUE");
     if (!cli_valid_queue (args->queue))
         return cli_usage (cmd, "bad queue name '%s': use " CLI_QUEUE_RULE, args->queue);
+    if (args->delay_given && args->at_given)
+        return cli_usage (cmd, "--delay and --at both say when to run; give one");
     if (args->wait && args->no_wait)
         return cli_usage (cmd, "--wait and --no-wait contradict each other");
     if (args->each_line && args->data)
@@ -719,7 +734,8 @@ static const char *s_status_usage =
     "Usage: drover status ID... [--timeout S]\n"
     "\n"
     "Prints a line per job: ID STATE attempts=N queue=Q [error=TEXT]\n"
-    "STATE is queued, scheduled, running, done, failed, cancelled or unknown.\n"
+    "[progress=N% \"TEXT\"]. STATE is queued, scheduled, running, done, failed,\n"
+    "cancelled or unknown; progress is what the job's worker last reported.\n"
     "Exit 1 if a job is unknown.\n"
     "\n"
     "Options:\n"
@@ -962,6 +978,15 @@ cli_status (int argc, char **argv)
                 info.attempts, info.queue);
         if (*info.error)
             printf (" error=%s", info.error);
+        if (info.progress || *info.progress_message) {
+            printf (" progress=%u%%", (unsigned) info.progress);
+            if (*info.progress_message) {
+                s_one_line (info.progress_message);
+                for (char *quote = info.progress_message; (quote = strchr (quote, '"')); )
+                    *quote = '\'';
+                printf (" \"%s\"", info.progress_message);
+            }
+        }
         putchar ('\n');
     }
     drover_client_destroy (&client);

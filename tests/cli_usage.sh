@@ -53,7 +53,7 @@ grep -q "unknown command 'frobnicate'" "$TMP/err" || fail "unknown command messa
 expect 2 --frobnicate && expect_error_line --frobnicate
 
 # ---- every command has --help on stdout, exit 0 -----------------------------
-for cmd in keygen submit map result status cancel stats up demo bench; do
+for cmd in keygen submit map result status cancel stats queues pause resume dead up demo bench; do
     if expect 0 "$cmd" --help; then
         grep -q "Usage: drover $cmd" "$TMP/out" || fail "$cmd --help prints no usage"
         [ -s "$TMP/err" ] && fail "$cmd --help wrote to stderr"
@@ -93,6 +93,36 @@ expect 2 status --insecure 0123456789abcdef0123456789abcde    # 31 digits
 expect 2 status --insecure --wait 0123456789abcdef0123456789abcdef
 expect 2 cancel --insecure zz23456789abcdef0123456789abcdef
 expect 2 stats --insecure extra
+expect 2 submit -q jobs --insecure --data x --at soon && expect_error_line
+grep -q -- "--at wants" "$TMP/err" || fail "bad --at message"
+expect 2 submit -q jobs --insecure --data x --at 2026-02-30T10:00:00Z     # no such day
+expect 2 submit -q jobs --insecure --data x --at 2026-11-25T24:00:00Z
+expect 2 submit -q jobs --insecure --data x --at 2026-11-25T16:30:00+2   # offset needs HH
+expect 2 submit -q jobs --insecure --data x --at 1969-12-31T23:59:59Z
+expect 2 submit -q jobs --insecure --data x --at -5
+expect 2 submit -q jobs --insecure --data x --at 1795000000 --delay 5 && expect_error_line
+expect 2 map -q jobs --insecure --at nope
+expect 2 queues --insecure extra && expect_error_line
+expect 2 queues --insecure --limit 5
+expect 2 queues --insecure --timeout 0
+expect 2 pause --insecure && expect_error_line            # no queue
+grep -q "missing QUEUE" "$TMP/err" || fail "pause without a queue: no 'missing QUEUE'"
+expect 2 pause --insecure 'bad queue!' && expect_error_line
+expect 2 pause --insecure q1 q2
+expect 2 resume --insecure
+expect 2 resume --insecure --bogus q
+expect 2 dead --insecure && expect_error_line             # no action
+expect 2 dead --insecure frob q && expect_error_line
+grep -q "unknown action 'frob'" "$TMP/err" || fail "dead: unknown action message"
+expect 2 dead list --insecure                             # no queue
+expect 2 dead list --insecure 'a b'
+expect 2 dead list --insecure q --limit 0
+expect 2 dead list --insecure q --limit x
+expect 2 dead list --insecure q 0123456789abcdef0123456789abcdef   # list takes no ids
+expect 2 dead retry --insecure q not-an-id && expect_error_line
+expect 2 dead purge --insecure q 0123456789abcdef0123456789abcdef zz
+expect 2 dead purge --insecure q --limit 3
+expect 2 dead retry --insecure q --timeout -1
 expect 2 up                                               # no queue, no handler
 expect 2 up --queue q                                     # no handler
 expect 2 up --queue q --exec cat --plugin x.so:f          # two handlers

@@ -1,7 +1,9 @@
 /*  fake_broker.h - a tiny in-test broker speaking just enough of the
     protocol (plaintext) to exercise the SDK without droverd: Welcome,
     SubmitAck, Deliver, QueryReply, StatsReply, Dispatch, Bye and
-    heartbeats, plus switches to inject REHELLO, a restart and silence.
+    heartbeats, QueueControl and DeadLetter (admin requests; queue "secret"
+    is denied, queue "nope" unknown; failed jobs are the dead letters), and
+    ProgressReport (counted, latest kept per job), plus switches to inject REHELLO, a restart and silence.
 
     One ROUTER on tcp://127.0.0.1:* in its own thread and ZeroMQ context.
     Tests read and set fields under fb->lock.
@@ -26,6 +28,8 @@ typedef struct {
     int state;                  //  drv_job_state_t
     zmq_msg_t payload;          //  result (client side) or input (worker side)
     char error [128];           //  failure text from a Report
+    uint32_t progress;          //  latest progress percent
+    char progress_message [512];    //  its text
 } fb_job_t;
 
 typedef struct {
@@ -67,6 +71,14 @@ typedef struct {
     bool cancel_pending;        //  cancel_id is set
     uint64_t last_send;         //  for heartbeats
     uint32_t last_hello_credit; //  credit in the last Hello
+    //  admin requests
+    int queue_controls;         //  QueueControl messages
+    int dead_letters;           //  DeadLetter messages
+    //  progress (worker side)
+    int progress_msgs;          //  ProgressReport messages
+    int progress_entries;       //  entries in them
+    int progress_dups;          //  entries repeating an id in the same message
+    size_t progress_longest;    //  longest text received
 } fb_t;
 
 static void
@@ -115,6 +127,83 @@ fb_error (fb_t *fb, drv_codec_t *codec, uint64_t corr, drv_code_t code, const ch
     msg.error.code = code;
     msg.error.message = text;
     fb_send (fb, codec, &msg, NULL, 0);
+}
+
+typedef struct {
+    uint8_t (*ids) [16];        //  collected ids
+    size_t count;               //  how many
+} fb_collect_t;
+
+static void
+fb_collect_dead (const uint8_t *id, void *value, void *arg)
+{
+    fb_collect_t *collect = (fb_collect_t *) arg;
+    if (((fb_job_t *) value)->state == DRV_JOB_FAILED)
+        memcpy (collect->ids [collect->count++], id, 16);
+}
+
+//  DeadLetter: failed jobs are the dead letters of every queue; like the
+//  broker, at most max_batch (LIST: limit, default 100) per request.
+static void
+fb_dead_letter (fb_t *fb, drv_codec_t *codec, drv_msg_t *in)
+{
+    fb->dead_letters++;
+    if (strcmp (in->dead.queue, "secret") == 0) {
+        fb_error (fb, codec, in->corr, DRV_CODE_DENIED, "dead-letter handling needs an admin key");
+        return;
+    }
+    if (strcmp (in->dead.queue, "nope") == 0) {
+        fb_error (fb, codec, in->corr, DRV_CODE_UNKNOWN_QUEUE, "invalid queue name");
+        return;
+    }
+    size_t limit = fb->max_batch;
+    size_t asked = in->dead.limit? in->dead.limit: 100;
+    if (in->dead.action == DRV_DEAD_LIST && asked < limit)
+        limit = asked;
+    fb_collect_t collect = {calloc (drv_idmap_size (fb->store) + in->count + 1, 16), 0};
+    if (in->count) {
+        memcpy (collect.ids, in->ids, in->count * 16);
+        collect.count = in->count;
+    }
+    else {
+        drv_idmap_each (fb->store, fb_collect_dead, &collect);
+        if (collect.count > limit)
+            collect.count = limit;
+    }
+    size_t n = collect.count;
+    drv_jobinfo_t *infos = calloc (n? n: 1, sizeof *infos);
+    zmq_msg_t *payloads = calloc (n? n: 1, sizeof (zmq_msg_t));
+    for (size_t i = 0; i < n; i++) {
+        memcpy (infos [i].id, collect.ids [i], 16);
+        infos [i].queue = "q";
+        infos [i].error = "";
+        infos [i].progress_message = "";
+        zmq_msg_init (&payloads [i]);
+        fb_job_t *job = fb_job (fb, collect.ids [i], false);
+        if (!job)
+            continue;
+        infos [i].state = job->state;
+        infos [i].attempts = 3;
+        infos [i].error = "boom";
+        infos [i].finished_ms = 1700000000000ull;
+        if (job->state != DRV_JOB_FAILED)
+            continue;
+        if (in->dead.action == DRV_DEAD_RETRY)
+            job->state = infos [i].state = DRV_JOB_QUEUED;
+        else
+        if (in->dead.action == DRV_DEAD_PURGE) {
+            infos [i].state = DRV_JOB_UNKNOWN;
+            fb_free_job (collect.ids [i], drv_idmap_remove (fb->store, collect.ids [i]), NULL);
+        }
+    }
+    drv_msg_t out;
+    drv_msg_init (&out, DRV_CMD_QUERY_REPLY, in->corr);
+    out.infos = infos;
+    out.count = n;
+    fb_send (fb, codec, &out, payloads, n);
+    free (infos);
+    free (payloads);
+    free (collect.ids);
 }
 
 static void
@@ -218,10 +307,13 @@ fb_handle (fb_t *fb, drv_codec_t *codec, drv_frames_t *frames)
                 memcpy (infos [i].id, in.ids [i], 16);
                 infos [i].queue = "q";
                 infos [i].error = "";
+                infos [i].progress_message = "";
                 zmq_msg_init (&payloads [i]);
                 fb_job_t *job = fb_job (fb, in.ids [i], false);
                 if (!job)
                     continue;
+                infos [i].progress = job->progress;
+                infos [i].progress_message = job->progress_message;
                 if (in.cmd == DRV_CMD_CANCEL && job->state < DRV_JOB_DONE)
                     job->state = DRV_JOB_CANCELLED;
                 infos [i].state = job->state;
@@ -240,7 +332,9 @@ fb_handle (fb_t *fb, drv_codec_t *codec, drv_frames_t *frames)
             break;
         }
         case DRV_CMD_STATS: {
-            drv_queue_stats_t queue = {.name = "q", .queued = 3, .done = 5, .workers = 1};
+            drv_queue_stats_t queue = {.name = "q", .queued = 3, .done = 5, .workers = 1,
+                                       .paused = true, .dead = 2, .submit_rate = 1.5,
+                                       .done_rate = 0.25};
             drv_msg_t out;
             drv_msg_init (&out, DRV_CMD_STATS_REPLY, in.corr);
             out.queues = &queue;
@@ -251,6 +345,44 @@ fb_handle (fb_t *fb, drv_codec_t *codec, drv_frames_t *frames)
             fb_send (fb, codec, &out, NULL, 0);
             break;
         }
+        case DRV_CMD_QUEUE_CONTROL: {
+            fb->queue_controls++;
+            if (strcmp (in.queue_control.queue, "secret") == 0) {
+                fb_error (fb, codec, in.corr, DRV_CODE_DENIED, "pausing a queue needs an admin key");
+                break;
+            }
+            if (strcmp (in.queue_control.queue, "nope") == 0) {
+                fb_error (fb, codec, in.corr, DRV_CODE_UNKNOWN_QUEUE, "invalid queue name");
+                break;
+            }
+            drv_queue_stats_t queue = {.name = in.queue_control.queue, .queued = 1,
+                                       .paused = in.queue_control.action == DRV_QUEUE_PAUSE};
+            drv_msg_t out;
+            drv_msg_init (&out, DRV_CMD_STATS_REPLY, in.corr);
+            out.queues = &queue;
+            out.count = 1;
+            fb_send (fb, codec, &out, NULL, 0);
+            break;
+        }
+        case DRV_CMD_DEAD_LETTER:
+            fb_dead_letter (fb, codec, &in);
+            break;
+        case DRV_CMD_PROGRESS:
+            fb->progress_msgs++;
+            for (size_t i = 0; i < in.count; i++) {
+                fb->progress_entries++;
+                for (size_t j = 0; j < i; j++)
+                    if (memcmp (in.progress [j].id, in.progress [i].id, 16) == 0)
+                        fb->progress_dups++;
+                size_t length = strlen (in.progress [i].message);
+                if (length > fb->progress_longest)
+                    fb->progress_longest = length;
+                fb_job_t *job = fb_job (fb, in.progress [i].id, true);
+                job->progress = in.progress [i].percent;
+                snprintf (job->progress_message, sizeof job->progress_message, "%s",
+                          in.progress [i].message);
+            }
+            break;
         case DRV_CMD_REPORT:
             fb->reports++;
             for (size_t i = 0; i < in.count; i++) {

@@ -1,6 +1,7 @@
 /*  test_sdk_client.c - the client against a fake broker: results, batching,
-    refusals, fetch/status/cancel/stats, callbacks, REHELLO recovery, a
-    broker restart that loses jobs, silence, and closing.  */
+    refusals, fetch/status/cancel/stats, progress in status, queue control
+    and dead letters, callbacks, REHELLO recovery, a broker restart that
+    loses jobs, silence, and closing.  */
 #include "fake_broker.h"
 #include "drover.h"
 
@@ -103,6 +104,173 @@ test_round_trip (fb_t *fb)
     drover_client_destroy (&client);
     assert (client == NULL);
     assert (FB_GET (fb, byes) >= 1);
+}
+
+//  Status shows the progress a worker reported, cut at a character
+//  boundary when long.
+static void
+test_progress_status (fb_t *fb)
+{
+    drover_client_t *client = s_connect (fb);
+    drover_future_t *future = NULL;
+    assert (drover_submit (client, "q", "p", 1, NULL, &future) == 0);
+    assert (drover_future_wait (future, 2000) == 0);
+    uint8_t id [16];
+    assert (drover_id_parse (drover_future_id (future), id) == 0);
+    pthread_mutex_lock (&fb->lock);
+    fb_job_t *job = fb_job (fb, id, false);
+    assert (job);
+    job->progress = 42;
+    strcpy (job->progress_message, "halfway there");
+    pthread_mutex_unlock (&fb->lock);
+    drover_job_info_t info;
+    assert (drover_status (client, drover_future_id (future), &info, 2000) == 0);
+    assert (info.progress == 42);
+    assert (strcmp (info.progress_message, "halfway there") == 0);
+
+    //  200 two-byte characters: cut to whole characters within 127 bytes
+    pthread_mutex_lock (&fb->lock);
+    job->progress = 100;
+    job->progress_message [0] = 'x';
+    for (int i = 0; i < 200; i++)
+        memcpy (job->progress_message + 1 + 2 * i, "\xc3\xa9", 2);
+    job->progress_message [401] = 0;
+    pthread_mutex_unlock (&fb->lock);
+    assert (drover_status (client, drover_future_id (future), &info, 2000) == 0);
+    assert (info.progress == 100);
+    assert (strlen (info.progress_message) == 127);
+    assert (info.progress_message [0] == 'x');
+    assert ((unsigned char) info.progress_message [126] == 0xa9);
+
+    //  Nothing reported: zero and empty
+    drover_future_t *other = NULL;
+    assert (drover_submit (client, "q", "o", 1, NULL, &other) == 0);
+    assert (drover_future_wait (other, 2000) == 0);
+    assert (drover_status (client, drover_future_id (other), &info, 2000) == 0);
+    assert (info.progress == 0 && info.progress_message [0] == 0);
+    drover_future_destroy (&future);
+    drover_future_destroy (&other);
+    drover_client_destroy (&client);
+}
+
+//  Submits count jobs that fail at once (dead letters in the fake).
+static void
+s_submit_failures (drover_client_t *client, int count, char ids [][DROVER_ID_TEXT + 1])
+{
+    for (int i = 0; i < count; i++) {
+        drover_future_t *future = NULL;
+        assert (drover_submit (client, "fail", "x", 1, NULL, &future) == 0);
+        assert (drover_future_wait (future, 2000) == DROVER_EFAILED);
+        if (ids)
+            strcpy (ids [i], drover_future_id (future));
+        drover_future_destroy (&future);
+    }
+}
+
+//  Queue control and dead letters: answers, batching over max_batch, and
+//  the mapping of refusals.
+static void
+test_admin (fb_t *fb)
+{
+    //  A small max_batch so "all" and long id lists take several requests
+    FB_SET (fb, max_batch, 10);
+    drover_client_t *client = s_connect (fb);
+
+    //  Stats carry the new fields
+    drover_stats_t *stats = NULL;
+    assert (drover_stats (client, &stats, 2000) == 0);
+    assert (stats->queues [0].paused && stats->queues [0].dead == 2);
+    assert (stats->queues [0].submit_rate == 1.5 && stats->queues [0].done_rate == 0.25);
+    drover_stats_destroy (&stats);
+
+    //  Pause and resume
+    int before = FB_GET (fb, queue_controls);
+    assert (drover_queue_pause (client, "q", true, 2000) == 0);
+    assert (drover_queue_pause (client, "q", false, 2000) == 0);
+    assert (FB_GET (fb, queue_controls) == before + 2);
+    assert (drover_queue_pause (client, "secret", true, 2000) == DROVER_EDENIED);
+    assert (drover_queue_pause (client, "nope", true, 2000) == DROVER_ENOQUEUE);
+    //  Checked locally, no round trip
+    assert (drover_queue_pause (client, "bad queue", true, 2000) == DROVER_ENOQUEUE);
+    assert (drover_queue_pause (client, NULL, true, 2000) == DROVER_EINVAL);
+    assert (FB_GET (fb, queue_controls) == before + 4);
+
+    //  Start from an empty dead-letter list
+    drover_job_info_t *infos = NULL;
+    size_t count = 99;
+    assert (drover_dead (client, "q", DROVER_DEAD_PURGE, NULL, 0, 0, &infos, &count, 2000) == 0);
+    free (infos);
+    assert (drover_dead (client, "q", DROVER_DEAD_LIST, NULL, 0, 0, &infos, &count, 2000) == 0);
+    assert (infos && count == 0);
+    free (infos);
+
+    //  LIST: bounded by the limit, and by max_batch
+    static char ids [25][DROVER_ID_TEXT + 1];
+    s_submit_failures (client, 25, ids);
+    assert (drover_dead (client, "q", DROVER_DEAD_LIST, NULL, 0, 5, &infos, &count, 2000) == 0);
+    assert (count == 5);
+    for (size_t i = 0; i < count; i++) {
+        assert (infos [i].state == DROVER_JOB_FAILED);
+        assert (infos [i].attempts == 3 && strcmp (infos [i].error, "boom") == 0);
+        assert (infos [i].finished_ms == 1700000000000ull);
+    }
+    free (infos);
+    assert (drover_dead (client, "q", DROVER_DEAD_LIST, NULL, 0, 0, &infos, &count, 2000) == 0);
+    assert (count == 10);
+    free (infos);
+
+    //  RETRY chosen ids: state after is queued; an unknown id says so
+    const char *chosen [3] = {ids [0], ids [1], "00000000000000000000000000000009"};
+    assert (drover_dead (client, "q", DROVER_DEAD_RETRY, chosen, 3, 0, &infos, &count, 2000) == 0);
+    assert (count == 3);
+    assert (strcmp (infos [0].id, ids [0]) == 0 && infos [0].state == DROVER_JOB_QUEUED);
+    assert (strcmp (infos [1].id, ids [1]) == 0 && infos [1].state == DROVER_JOB_QUEUED);
+    assert (infos [2].state == DROVER_JOB_UNKNOWN);
+    free (infos);
+
+    //  RETRY all: 23 left, three requests of at most 10
+    before = FB_GET (fb, dead_letters);
+    assert (drover_dead (client, "q", DROVER_DEAD_RETRY, NULL, 0, 0, &infos, &count, 2000) == 0);
+    assert (count == 23);
+    for (size_t i = 0; i < count; i++)
+        assert (infos [i].state == DROVER_JOB_QUEUED);
+    free (infos);
+    assert (FB_GET (fb, dead_letters) == before + 3);
+
+    //  PURGE 12 chosen ids: two requests; state after is unknown
+    static char more [12][DROVER_ID_TEXT + 1];
+    s_submit_failures (client, 12, more);
+    const char *purge [12];
+    for (int i = 0; i < 12; i++)
+        purge [i] = more [i];
+    before = FB_GET (fb, dead_letters);
+    assert (drover_dead (client, "q", DROVER_DEAD_PURGE, purge, 12, 0, &infos, &count, 2000) == 0);
+    assert (count == 12);
+    for (size_t i = 0; i < count; i++)
+        assert (infos [i].state == DROVER_JOB_UNKNOWN && strcmp (infos [i].id, more [i]) == 0);
+    free (infos);
+    assert (FB_GET (fb, dead_letters) == before + 2);
+    assert (drover_dead (client, "q", DROVER_DEAD_LIST, NULL, 0, 0, &infos, &count, 2000) == 0);
+    assert (count == 0);
+    free (infos);
+
+    //  Refusals and bad arguments
+    infos = NULL;
+    assert (drover_dead (client, "secret", DROVER_DEAD_LIST, NULL, 0, 0, &infos, &count, 2000)
+            == DROVER_EDENIED);
+    assert (drover_dead (client, "nope", DROVER_DEAD_PURGE, NULL, 0, 0, &infos, &count, 2000)
+            == DROVER_ENOQUEUE);
+    assert (infos == NULL);
+    const char *bad [1] = {"not-an-id"};
+    assert (drover_dead (client, "q", DROVER_DEAD_RETRY, bad, 1, 0, &infos, &count, 2000) == DROVER_EINVAL);
+    assert (drover_dead (client, "q", (drover_dead_action_t) 7, NULL, 0, 0, &infos, &count, 2000)
+            == DROVER_EINVAL);
+    assert (drover_dead (client, "bad queue", DROVER_DEAD_LIST, NULL, 0, 0, &infos, &count, 2000)
+            == DROVER_ENOQUEUE);
+    assert (drover_dead (client, "q", DROVER_DEAD_LIST, NULL, 0, 0, NULL, &count, 2000) == DROVER_EINVAL);
+    assert (infos == NULL);
+    drover_client_destroy (&client);
+    FB_SET (fb, max_batch, 1000);
 }
 
 static atomic_int s_callbacks;
@@ -267,6 +435,8 @@ main (void)
     drv_log_setup (DRV_LOG_ERROR + 1, false);
     fb_t *fb = fb_start ();
     test_round_trip (fb);
+    test_progress_status (fb);
+    test_admin (fb);
     test_batching (fb);
     test_rehello (fb);
     test_restart_loses_jobs (fb);

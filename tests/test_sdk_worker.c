@@ -1,12 +1,16 @@
 /*  test_sdk_worker.c - the worker against a fake broker: credit, batched
-    reports, failures, timeouts and cancels, re-hello, and a graceful stop
-    from a signal handler that finishes and reports held jobs.  */
+    reports, coalesced progress, failures, timeouts and cancels, re-hello,
+    and a graceful stop from a signal handler that finishes and reports
+    held jobs.  */
 #include "fake_broker.h"
 #include "drover.h"
 
 #include <signal.h>
 
-enum { MODE_ECHO, MODE_FAIL, MODE_FAIL_TEXT, MODE_WAIT_CANCEL, MODE_SLEEP };
+enum { MODE_ECHO, MODE_FAIL, MODE_FAIL_TEXT, MODE_WAIT_CANCEL, MODE_SLEEP, MODE_PROGRESS,
+       MODE_PROGRESS_LONG };
+//  Progress calls per job in MODE_PROGRESS
+#define PROGRESS_CALLS 5000
 static atomic_int s_mode;
 static atomic_int s_handled;
 static atomic_int s_saw_cancel;
@@ -47,6 +51,28 @@ s_handler (drover_job_t *job, void *arg)
         case MODE_SLEEP:
             usleep (200 * 1000);
             return drover_job_set_result (job, "slept", 5);
+        case MODE_PROGRESS: {
+            //  As fast as it can: only the newest report per job matters
+            assert (drover_job_progress (job, 101, "too much") == DROVER_EINVAL);
+            for (int i = 0; i < PROGRESS_CALLS - 1; i++) {
+                char text [32];
+                snprintf (text, sizeof text, "step %d", i);
+                assert (drover_job_progress (job, (unsigned) (i * 100 / PROGRESS_CALLS), text) == 0);
+            }
+            //  The last report leaves before the result, even this close
+            assert (drover_job_progress (job, 100, "last") == 0);
+            return 0;
+        }
+        case MODE_PROGRESS_LONG: {
+            //  301 bytes: "xy" and 2-byte characters; the cut at 255 bytes
+            //  would split one, so 254 are sent
+            char text [302] = "xy";
+            for (int i = 0; i < 150; i++)
+                memcpy (text + 2 + 2 * i, "\xc3\xa9", 2);
+            text [301] = 0;
+            assert (drover_job_progress (job, 7, text) == 0);
+            return 0;
+        }
     }
     return 0;
 }
@@ -130,9 +156,41 @@ main (void)
     assert (fb->credit == 12);      //  every result returned its credit
     pthread_mutex_unlock (&fb->lock);
 
+    //  Progress: thousands of reports from 4 handlers at once reach the
+    //  broker as a few entries, never the same job twice in one message,
+    //  and the last report of each job wins
+    assert (drover_job_progress (NULL, 1, "x") == DROVER_EINVAL);
+    atomic_store (&s_mode, MODE_PROGRESS);
+    int before = FB_GET (fb, results);
+    s_queue_jobs (fb, 4, ids);
+    WAIT_FOR (FB_GET (fb, results) == before + 4, 5000);
+    assert (FB_GET (fb, results) == before + 4);
+    printf ("worker: %d progress calls sent as %d entries in %d ProgressReport messages\n",
+            4 * PROGRESS_CALLS, FB_GET (fb, progress_entries), FB_GET (fb, progress_msgs));
+    assert (FB_GET (fb, progress_dups) == 0);
+    assert (FB_GET (fb, progress_entries) >= 4);
+    assert (FB_GET (fb, progress_entries) * 4 < 4 * PROGRESS_CALLS);
+    assert (FB_GET (fb, progress_msgs) <= FB_GET (fb, progress_entries));
+    pthread_mutex_lock (&fb->lock);
+    for (int i = 0; i < 4; i++) {
+        fb_job_t *job = s_result (fb, ids [i]);
+        assert (job && job->state == DRV_JOB_DONE);
+        assert (job->progress == 100 && strcmp (job->progress_message, "last") == 0);
+    }
+    pthread_mutex_unlock (&fb->lock);
+    //  Long text is cut to 255 bytes, at a character boundary
+    atomic_store (&s_mode, MODE_PROGRESS_LONG);
+    s_queue_jobs (fb, 1, ids);
+    WAIT_FOR (FB_GET (fb, results) == before + 5, 3000);
+    pthread_mutex_lock (&fb->lock);
+    assert (s_result (fb, ids [0])->progress == 7);
+    assert (strlen (s_result (fb, ids [0])->progress_message) == 254);
+    assert (fb->progress_longest == 254);
+    pthread_mutex_unlock (&fb->lock);
+
     //  Failures: default text, and a permanent one with its own text
     atomic_store (&s_mode, MODE_FAIL);
-    int before = FB_GET (fb, results);
+    before = FB_GET (fb, results);
     s_queue_jobs (fb, 1, ids);
     WAIT_FOR (FB_GET (fb, results) == before + 1, 3000);
     pthread_mutex_lock (&fb->lock);
@@ -183,7 +241,7 @@ main (void)
     atomic_store (&s_mode, MODE_SLEEP);
     before = FB_GET (fb, results);
     s_queue_jobs (fb, 4, ids);
-    WAIT_FOR (FB_GET (fb, dispatched) >= MANY + 4 + 20 + 4, 3000);
+    WAIT_FOR (FB_GET (fb, dispatched) >= MANY + 5 + 4 + 20 + 4, 3000);
     usleep (20 * 1000);
     pthread_kill (thread, SIGUSR1);
     pthread_join (thread, NULL);

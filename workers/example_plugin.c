@@ -15,6 +15,8 @@
         fatal   fails permanently (no retry), with the payload as the error
         flaky   fails the first attempt, succeeds after (result = "attempt N")
         sleep   sleeps payload seconds (e.g. "0.5"), giving up when cancelled
+        progress  reports 10%, 20%, ... 100% over about a second ("step N of
+                10"), giving up when cancelled; result = "progressed"
         crash   abort()s the worker process
 */
 #include "drover.h"
@@ -31,6 +33,7 @@ int fail (drover_job_t *job, void *arg);
 int fatal (drover_job_t *job, void *arg);
 int flaky (drover_job_t *job, void *arg);
 int sleep_handler (drover_job_t *job, void *arg) __asm__ ("sleep");
+int progress (drover_job_t *job, void *arg);
 int crash (drover_job_t *job, void *arg);
 
 //  The payload as a NUL-terminated string (payloads need not be text).
@@ -142,6 +145,28 @@ sleep_handler (drover_job_t *job, void *arg)
     char out [64];
     int len = snprintf (out, sizeof out, "slept %g", seconds);
     return drover_job_set_result (job, out, (size_t) len) ? -1 : 0;
+}
+
+int
+progress (drover_job_t *job, void *arg)
+{
+    (void) arg;
+    for (unsigned step = 1; step <= 10; step++) {
+        //  A tenth of a second per step, in short naps so a cancel is
+        //  noticed quickly
+        for (int nap = 0; nap < 10; nap++) {
+            if (drover_job_cancelled (job)) {
+                drover_job_set_error (job, "cancelled", false);
+                return -1;
+            }
+            struct timespec pause = {0, 10000000};
+            nanosleep (&pause, NULL);
+        }
+        char text [32];
+        snprintf (text, sizeof text, "step %u of 10", step);
+        drover_job_progress (job, step * 10, text);
+    }
+    return drover_job_set_result (job, "progressed", 10) ? -1 : 0;
 }
 
 int

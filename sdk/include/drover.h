@@ -220,7 +220,8 @@ typedef enum {
 //  the queue. limit bounds LIST (0 = 100). On success *infos_p receives a
 //  malloc'd array of *count_p entries (the jobs concerned, state after the
 //  action) that the caller frees with free(). Needs an admin key.
-//  Returns 0, DROVER_EINVAL, DROVER_EDENIED, DROVER_ETIMEDOUT or DROVER_ECLOSED.
+//  Returns 0, DROVER_EINVAL, DROVER_ENOQUEUE, DROVER_ETOOLARGE, DROVER_EDENIED,
+//  DROVER_ETIMEDOUT or DROVER_ECLOSED.
 int drover_dead (drover_client_t *client, const char *queue, drover_dead_action_t action,
                  const char *const *ids, size_t id_count, size_t limit,
                  drover_job_info_t **infos_p, size_t *count_p, int timeout_ms);

@@ -58,9 +58,9 @@ struct _drover_future_t {
     drover_future_t *twin;          //  another future for the same id
 };
 
-//  Blocking request (status, cancel, stats) ---------------------------------
+//  Blocking request (status, cancel, stats, queue control, dead letters) ----
 
-typedef enum { REQ_STATUS, REQ_CANCEL, REQ_STATS } req_kind_t;
+typedef enum { REQ_STATUS, REQ_CANCEL, REQ_STATS, REQ_QUEUE, REQ_DEAD } req_kind_t;
 
 typedef struct _request_t request_t;
 struct _request_t {
@@ -75,6 +75,21 @@ struct _request_t {
     drover_job_info_t info;         //  status/cancel answer
     drover_stats_t *stats;          //  stats answer
     request_t *next;                //  queue / pending list
+
+    //  Queue control and dead letters (the fields below belong to the I/O
+    //  thread while the request is pending)
+    char queue [129];               //  queue concerned
+    bool paused;                    //  queue control: pause, else resume
+    drv_dead_action_t action;       //  dead letters: list, retry or purge
+    uint32_t limit;                 //  dead letters: LIST bound (0 = broker's)
+    uint8_t (*ids) [DRV_ID_SIZE];   //  dead letters: jobs chosen, NULL = all
+    size_t id_count;                //  how many
+    size_t id_next;                 //  first id no reply has covered yet
+    size_t id_sent;                 //  ids the request on the wire carries
+    drover_job_info_t *infos;       //  dead letters: the jobs concerned so far
+    size_t info_count;              //  entries filled
+    size_t info_cap;                //  entries allocated
+    drv_idmap_t *seen;              //  "all" retry/purge: ids answered so far
 };
 
 //  Client ----------------------------------------------------------------
@@ -508,6 +523,25 @@ s_flush_requests (drover_client_t *self)
         req->corr = ++self->corr;
         if (req->kind == REQ_STATS)
             drv_msg_init (&msg, DRV_CMD_STATS, req->corr);
+        else
+        if (req->kind == REQ_QUEUE) {
+            drv_msg_init (&msg, DRV_CMD_QUEUE_CONTROL, req->corr);
+            msg.queue_control.queue = req->queue;
+            msg.queue_control.action = req->paused? DRV_QUEUE_PAUSE: DRV_QUEUE_RESUME;
+        }
+        else
+        if (req->kind == REQ_DEAD) {
+            drv_msg_init (&msg, DRV_CMD_DEAD_LETTER, req->corr);
+            msg.dead.queue = req->queue;
+            msg.dead.action = req->action;
+            msg.dead.limit = req->limit;
+            //  Chosen ids travel max_batch per request, the rest after
+            //  each reply
+            size_t n = req->id_count - req->id_next;
+            req->id_sent = n < self->max_batch? n: self->max_batch;
+            msg.ids = req->id_count? req->ids + req->id_next: NULL;
+            msg.count = req->id_sent;
+        }
         else {
             drv_msg_init (&msg, req->kind == REQ_STATUS? DRV_CMD_QUERY: DRV_CMD_CANCEL, req->corr);
             msg.ids = &req->id;
@@ -580,6 +614,9 @@ s_request_unref (drover_client_t *self, request_t *req)
     //  Called with self->lock held
     if (--req->refs == 0) {
         drover_stats_destroy (&req->stats);
+        free (req->ids);
+        free (req->infos);
+        drv_idmap_destroy (&req->seen);
         free (req);
     }
 }
@@ -613,6 +650,22 @@ s_request_find (drover_client_t *self, uint64_t corr)
     return NULL;
 }
 
+//  Copies text into a buffer of size bytes, cutting it short at a UTF-8
+//  character boundary rather than inside a character.
+static void
+s_copy_text (char *out, size_t size, const char *text)
+{
+    size_t length = text? strlen (text): 0;
+    if (length >= size) {
+        length = size - 1;
+        while (length && ((unsigned char) text [length] & 0xC0) == 0x80)
+            length--;
+    }
+    if (length)
+        memcpy (out, text, length);
+    out [length] = 0;
+}
+
 static void
 s_info_fill (drover_job_info_t *info, const drv_jobinfo_t *in)
 {
@@ -626,6 +679,8 @@ s_info_fill (drover_job_info_t *info, const drv_jobinfo_t *in)
     info->finished_ms = in->finished_ms;
     info->priority = in->priority;
     info->payload_size = in->payload_size;
+    info->progress = in->progress > 100? 100: in->progress;
+    s_copy_text (info->progress_message, sizeof info->progress_message, in->progress_message);
 }
 
 static void
@@ -646,12 +701,66 @@ s_on_query_reply_request (drover_client_t *self, request_t *req, drv_msg_t *msg)
     s_request_done (self, req, err);
 }
 
+//  QueryReply to a DeadLetter: collects the jobs, and asks again while
+//  some remain (chosen ids beyond one batch, or "all" of a long list).
+static void
+s_on_dead_reply (drover_client_t *self, request_t *req, drv_msg_t *msg)
+{
+    if (req->info_count + msg->count > req->info_cap) {
+        size_t cap = req->info_cap? req->info_cap: 16;
+        while (cap < req->info_count + msg->count)
+            cap *= 2;
+        drover_job_info_t *infos = realloc (req->infos, cap * sizeof *infos);
+        if (!infos) {
+            s_request_done (self, req, DROVER_ENOMEM);
+            return;
+        }
+        req->infos = infos;
+        req->info_cap = cap;
+    }
+    bool repeated = false;
+    for (size_t i = 0; i < msg->count; i++) {
+        s_info_fill (&req->infos [req->info_count++], &msg->infos [i]);
+        //  A job retried by an earlier request of ours that failed back
+        //  into the list already: we have been round once
+        if (req->seen) {
+            if (drv_idmap_get (req->seen, msg->infos [i].id))
+                repeated = true;
+            else
+            if (drv_idmap_put (req->seen, msg->infos [i].id, req))
+                repeated = true;
+        }
+    }
+    bool more;
+    if (req->id_count) {
+        req->id_next += req->id_sent;
+        more = req->id_next < req->id_count;
+    }
+    else
+        //  The broker acts on at most max_batch dead jobs per request
+        more = req->action != DRV_DEAD_LIST && msg->count && msg->count >= self->max_batch
+            && !repeated;
+    if (more)
+        req->sent = false;          //  s_flush_requests sends the next one
+    else
+        s_request_done (self, req, 0);
+}
+
 static void
 s_on_stats_reply (drover_client_t *self, drv_msg_t *msg)
 {
     request_t *req = s_request_find (self, msg->corr);
-    if (!req || req->kind != REQ_STATS)
+    if (!req || (req->kind != REQ_STATS && req->kind != REQ_QUEUE))
         return;
+    if (req->kind == REQ_QUEUE) {
+        //  The reply describes the queue alone, as it is now
+        bool found = false;
+        for (size_t i = 0; i < msg->count; i++)
+            if (strcmp (msg->queues [i].name, req->queue) == 0)
+                found = msg->queues [i].paused == req->paused;
+        s_request_done (self, req, found? 0: DROVER_EPROTO);
+        return;
+    }
     drover_stats_t *stats = calloc (1, sizeof *stats);
     if (stats && msg->count) {
         stats->queues = calloc (msg->count, sizeof (drover_queue_stats_t));
@@ -681,6 +790,10 @@ s_on_stats_reply (drover_client_t *self, drv_msg_t *msg)
         out->failed = in->failed;
         out->retried = in->retried;
         out->workers = in->workers;
+        out->paused = in->paused;
+        out->dead = in->dead;
+        out->submit_rate = in->submit_rate;
+        out->done_rate = in->done_rate;
     }
     req->stats = stats;
     s_request_done (self, req, 0);
@@ -863,7 +976,10 @@ static void
 s_on_query_reply (drover_client_t *self, drv_msg_t *msg)
 {
     request_t *req = s_request_find (self, msg->corr);
-    if (req && req->kind != REQ_STATS)
+    if (req && req->kind == REQ_DEAD)
+        s_on_dead_reply (self, req, msg);
+    else
+    if (req && (req->kind == REQ_STATUS || req->kind == REQ_CANCEL))
         s_on_query_reply_request (self, req, msg);
     else
         s_on_watch_reply (self, msg);
@@ -1474,6 +1590,82 @@ drover_stats_destroy (drover_stats_t **stats_p)
     free ((*stats_p)->queues);
     free (*stats_p);
     *stats_p = NULL;
+}
+
+int
+drover_queue_pause (drover_client_t *client, const char *queue, bool paused, int timeout_ms)
+{
+    if (!client || !queue)
+        return DROVER_EINVAL;
+    if (!s_queue_valid (queue))
+        return DROVER_ENOQUEUE;
+    request_t *req = calloc (1, sizeof *req);
+    if (!req)
+        return DROVER_ENOMEM;
+    req->kind = REQ_QUEUE;
+    snprintf (req->queue, sizeof req->queue, "%s", queue);
+    req->paused = paused;
+    int rc = s_request_run (client, req, timeout_ms);
+    s_request_release (client, req);
+    return rc;
+}
+
+int
+drover_dead (drover_client_t *client, const char *queue, drover_dead_action_t action,
+             const char *const *ids, size_t id_count, size_t limit,
+             drover_job_info_t **infos_p, size_t *count_p, int timeout_ms)
+{
+    if (!client || !queue || !infos_p || !count_p || (id_count && !ids))
+        return DROVER_EINVAL;
+    if (action != DROVER_DEAD_LIST && action != DROVER_DEAD_RETRY && action != DROVER_DEAD_PURGE)
+        return DROVER_EINVAL;
+    if (!s_queue_valid (queue))
+        return DROVER_ENOQUEUE;
+    request_t *req = calloc (1, sizeof *req);
+    if (!req)
+        return DROVER_ENOMEM;
+    req->kind = REQ_DEAD;
+    snprintf (req->queue, sizeof req->queue, "%s", queue);
+    req->action = action == DROVER_DEAD_LIST? DRV_DEAD_LIST:
+                  action == DROVER_DEAD_RETRY? DRV_DEAD_RETRY: DRV_DEAD_PURGE;
+    req->limit = limit > UINT32_MAX? UINT32_MAX: (uint32_t) limit;
+    if (id_count) {
+        req->ids = malloc (id_count * DRV_ID_SIZE);
+        if (!req->ids) {
+            free (req);
+            return DROVER_ENOMEM;
+        }
+        for (size_t i = 0; i < id_count; i++)
+            if (drover_id_parse (ids [i], req->ids [i])) {
+                free (req->ids);
+                free (req);
+                return DROVER_EINVAL;
+            }
+        req->id_count = id_count;
+    }
+    else
+    if (action != DROVER_DEAD_LIST) {
+        req->seen = drv_idmap_new ();
+        if (!req->seen) {
+            free (req);
+            return DROVER_ENOMEM;
+        }
+    }
+    int rc = s_request_run (client, req, timeout_ms);
+    if (rc == 0) {
+        //  Hand over the array; never NULL on success, even when empty
+        if (!req->infos)
+            req->infos = calloc (1, sizeof (drover_job_info_t));
+        if (req->infos) {
+            *infos_p = req->infos;
+            *count_p = req->info_count;
+            req->infos = NULL;
+        }
+        else
+            rc = DROVER_ENOMEM;
+    }
+    s_request_release (client, req);
+    return rc;
 }
 
 //  Futures ----------------------------------------------------------------

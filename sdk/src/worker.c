@@ -9,6 +9,14 @@
     in that turn as one Report, each result buffer handed to ZeroMQ without
     a copy.
 
+    Progress: drover_job_progress() (any handler thread) stores the latest
+    percent and text in the job and links the job on a pending list once;
+    later calls only overwrite it, so a handler may report as often as it
+    likes. The I/O thread takes the whole list each loop turn and sends it
+    as one ProgressReport (woken like for results), before that turn's
+    Report, so a last "100%" just before the handler returns still arrives
+    while the broker counts the job as running.
+
     Credit: Hello grants capacity (concurrency + prefetch) minus the jobs we
     still hold; each reported result returns one credit, so the broker never
     sends more than we can hold and we never need a Credit message.
@@ -21,6 +29,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+//  Longest progress text sent, in bytes (the broker keeps 256).
+#define PROGRESS_TEXT 255
 
 typedef struct {
     char *queue;                    //  queue served
@@ -43,6 +54,13 @@ struct _drover_job_t {
     bool permanent;                 //  do not retry the failure
     bool failed;                    //  the attempt failed
     atomic_bool cancelled;          //  broker cancelled it, or it timed out
+    drover_worker_t *worker;        //  the worker running it
+    //  Progress, guarded by worker->lock
+    bool finished;                  //  the handler is done: no more progress
+    bool progress_pending;          //  on the worker's progress list
+    uint32_t progress;              //  latest percent
+    char progress_message [PROGRESS_TEXT + 1];  //  latest text
+    drover_job_t *pnext;            //  progress list
     drover_job_t *prev;             //  held list (I/O thread)
     drover_job_t *next;             //  held list (I/O thread)
     drover_job_t *qnext;            //  ready, done or report queue; free pool
@@ -65,6 +83,7 @@ struct _drover_worker_t {
     drover_job_t *ready_tail;       //  last of them
     drover_job_t *done_head;        //  jobs finished by handlers
     drover_job_t *done_tail;        //  last of them
+    drover_job_t *progress_head;    //  jobs with a progress report to send
     bool shutdown;                  //  handler threads must exit
     pthread_t *threads;             //  handler threads
     int thread_count;               //  started
@@ -288,6 +307,41 @@ drover_job_set_error (drover_job_t *job, const char *message, bool permanent)
     return 0;
 }
 
+int
+drover_job_progress (drover_job_t *job, unsigned percent, const char *message)
+{
+    if (!job || !job->worker || percent > 100)
+        return DROVER_EINVAL;
+    drover_worker_t *self = job->worker;
+    //  Cut long text at a character boundary: protobuf strings are UTF-8
+    size_t length = message? strlen (message): 0;
+    if (length > PROGRESS_TEXT) {
+        length = PROGRESS_TEXT;
+        while (length && ((unsigned char) message [length] & 0xC0) == 0x80)
+            length--;
+    }
+    pthread_mutex_lock (&self->lock);
+    if (job->finished) {
+        pthread_mutex_unlock (&self->lock);
+        return DROVER_EINVAL;       //  only while the handler runs
+    }
+    bool was_empty = !self->progress_head;
+    if (!job->progress_pending) {
+        job->progress_pending = true;
+        job->pnext = self->progress_head;
+        self->progress_head = job;
+    }
+    job->progress = percent;
+    if (length)
+        memcpy (job->progress_message, message, length);
+    job->progress_message [length] = 0;
+    pthread_mutex_unlock (&self->lock);
+    //  One wake-up per burst, as for results
+    if (was_empty)
+        drv_signal_post (&self->wake);
+    return 0;
+}
+
 bool
 drover_job_cancelled (drover_job_t *job)
 {
@@ -300,6 +354,7 @@ static void
 s_job_finish (drover_worker_t *self, drover_job_t *job)
 {
     pthread_mutex_lock (&self->lock);
+    job->finished = true;
     bool was_empty = !self->done_head;
     job->qnext = NULL;
     if (self->done_tail)
@@ -407,6 +462,10 @@ s_job_get (drover_worker_t *self)
     job->permanent = job->failed = false;
     job->deadline = 0;
     atomic_store (&job->cancelled, false);
+    job->worker = self;
+    job->finished = false;
+    job->progress_pending = false;
+    job->pnext = NULL;
     return job;
 }
 
@@ -414,6 +473,20 @@ s_job_get (drover_worker_t *self)
 static void
 s_job_put (drover_worker_t *self, drover_job_t *job)
 {
+    //  Progress not sent (it normally leaves before the result) must not
+    //  outlive the job. Only this thread changes the flag once the handler
+    //  is done with the job.
+    if (job->progress_pending) {
+        pthread_mutex_lock (&self->lock);
+        drover_job_t **link = &self->progress_head;
+        while (*link && *link != job)
+            link = &(*link)->pnext;
+        if (*link)
+            *link = job->pnext;
+        job->pnext = NULL;
+        job->progress_pending = false;
+        pthread_mutex_unlock (&self->lock);
+    }
     if (job->prev)
         job->prev->next = job->next;
     else
@@ -608,6 +681,72 @@ s_grow_payloads (drover_worker_t *self, size_t count)
     self->payloads = frames;
     self->payload_cap = count;
     return 0;
+}
+
+//  Sends the latest progress of every job that reported some since the
+//  last turn: one ProgressReport (max_batch entries each, if more).
+static void
+s_flush_progress (drover_worker_t *self)
+{
+    if (self->blocked)
+        return;
+    pthread_mutex_lock (&self->lock);
+    size_t n = 0;
+    for (drover_job_t *job = self->progress_head; job; job = job->pnext)
+        n++;
+    pthread_mutex_unlock (&self->lock);
+    if (!n)
+        return;
+    int events = 0;
+    size_t events_size = sizeof events;
+    zmq_getsockopt (self->conn.socket, ZMQ_EVENTS, &events, &events_size);
+    if (!(events & ZMQ_POLLOUT)) {
+        //  Leave it pending (and coalescing) until the socket can take it
+        self->blocked = true;
+        return;
+    }
+    drv_codec_reset (self->tx);
+    pthread_mutex_lock (&self->lock);
+    //  Handlers may have added jobs meanwhile: count again under the lock
+    n = 0;
+    for (drover_job_t *job = self->progress_head; job; job = job->pnext)
+        n++;
+    if (!n) {
+        pthread_mutex_unlock (&self->lock);
+        return;
+    }
+    drv_progress_t *entries = drv_codec_alloc (self->tx, n * sizeof (drv_progress_t));
+    char *texts = drv_codec_alloc (self->tx, n * (PROGRESS_TEXT + 1));
+    if (!entries || !texts) {
+        pthread_mutex_unlock (&self->lock);
+        return;
+    }
+    //  Oldest report first (the list is newest first)
+    size_t i = n;
+    while (self->progress_head) {
+        drover_job_t *job = self->progress_head;
+        self->progress_head = job->pnext;
+        job->pnext = NULL;
+        job->progress_pending = false;
+        i--;
+        memcpy (entries [i].id, job->id, DRV_ID_SIZE);
+        entries [i].percent = job->progress;
+        char *text = texts + i * (PROGRESS_TEXT + 1);
+        memcpy (text, job->progress_message, PROGRESS_TEXT + 1);
+        entries [i].message = text;
+    }
+    pthread_mutex_unlock (&self->lock);
+    for (size_t start = 0; start < n; start += self->max_batch) {
+        drv_msg_t msg;
+        drv_msg_init (&msg, DRV_CMD_PROGRESS, ++self->corr);
+        msg.progress = entries + start;
+        msg.count = n - start < self->max_batch? n - start: self->max_batch;
+        if (s_send (self, &msg, NULL, 0)) {
+            //  Progress is ephemeral: the next report replaces what is lost
+            self->blocked = true;
+            return;
+        }
+    }
 }
 
 //  Reports every finished job, max_batch per message.
@@ -879,8 +1018,10 @@ s_serve (drover_worker_t *self)
             return DROVER_ENOMEM;
         }
         s_check_deadlines (self, now);
-        if (self->welcomed)
+        if (self->welcomed) {
+            s_flush_progress (self);
             s_flush_reports (self);
+        }
 
         if (self->stop_requested && !self->draining) {
             drv_log (DRV_LOG_INFO, s_component, "draining: finishing %zu held job(s)", self->held_count);
@@ -956,6 +1097,7 @@ drover_worker_run (drover_worker_t *worker)
         free (job);
     }
     self->ready_head = self->ready_tail = NULL;
+    self->progress_head = NULL;     //  every job finished, so it is empty
     drv_conn_close (&self->conn, self->welcomed? DRV_LINGER_MS: 0);
     if (self->ctx)
         zmq_ctx_term (self->ctx);
