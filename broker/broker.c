@@ -1147,6 +1147,13 @@ s_dead_apply (broker_t *self, job_t *job, drv_dead_action_t action, drv_jobinfo_
     }
     s_info (job, job->id, info);
     if (action == DRV_DEAD_PURGE) {
+        //  The reply outlives the job: keep its error text in the arena
+        size_t len = strlen (info->error);
+        char *error = drv_codec_alloc (self->enc, len + 1);
+        if (error)
+            memcpy (error, info->error, len + 1);
+        info->error = error? error: "";
+        info->progress_message = "";
         s_forget (self, job);
         info->state = DRV_JOB_UNKNOWN;
     }
