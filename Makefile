@@ -5,7 +5,8 @@ CMAKE_FLAGS ?=
 
 # Debian packages the build and the test suite need.
 DEB_PKGS := build-essential cmake pkg-config libzmq3-dev libczmq-dev \
-            libprotobuf-c-dev protobuf-c-compiler libsodium-dev procps
+            libprotobuf-c-dev protobuf-c-compiler libsodium-dev procps \
+            iproute2 iptables
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 

@@ -3,16 +3,24 @@
 #
 # Builds the tree if needed (BUILD_DIR defaults to ./build next to this
 # directory's parent), runs `drover bench --json` with default parameters
-# three times with CURVE and once with --insecure, and appends a dated
-# section to bench/RESULTS.md: the exact commands, the machine, and a table
-# of every figure. Also prints that section. Exit 0 when every run
-# succeeded, 1 otherwise (the section is written either way).
+# (durable and in-memory brokers side by side) three times with CURVE, each
+# also pushing a million jobs through a durable broker for the journal-size
+# figure, and once with --insecure (no journal phase), and appends a dated
+# section to bench/RESULTS.md: the exact commands, the machine, the
+# filesystem the journal was on, and tables of every figure. Also prints
+# that section. Exit 0 when every run succeeded, 1 otherwise (the section is
+# written either way).
+#
+# Environment: DROVER_BENCH_RUNS (CURVE runs, default 3),
+# DROVER_BENCH_JOURNAL_JOBS (default 1000000), TMPDIR (where drover bench
+# puts the brokers' data directories; default /tmp).
 set -u
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/.." && pwd)
 BUILD=${1:-$ROOT/build}
 RESULTS=$HERE/RESULTS.md
 RUNS=${DROVER_BENCH_RUNS:-3}
+JOURNAL_JOBS=${DROVER_BENCH_JOURNAL_JOBS:-1000000}
 
 if [ ! -f "$BUILD/CMakeCache.txt" ]; then
     cmake -S "$ROOT" -B "$BUILD" || exit 1
@@ -49,6 +57,17 @@ median () {
                  else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
 }
 
+# What is measured: the tree's commit, read before the runs (the tree may
+# move while they run), and where BUILD was configured from.
+commit=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
+if [ "$commit" != unknown ] && [ -n "$(git -C "$ROOT" status --porcelain --untracked-files=no 2>/dev/null)" ]; then
+    commit="$commit + uncommitted changes"
+fi
+source_dir=$(sed -n 's/^CMAKE_HOME_DIRECTORY:INTERNAL=//p' "$BUILD/CMakeCache.txt")
+if [ -n "$source_dir" ] && [ "$(cd "$source_dir" 2>/dev/null && pwd)" != "$ROOT" ]; then
+    commit="built from $source_dir (not this tree, which is at $commit)"
+fi
+
 failed=0
 commands=()
 run () {                     # run NAME ARGS...: one bench, JSON in $TMP/NAME.json
@@ -66,9 +85,9 @@ run () {                     # run NAME ARGS...: one bench, JSON in $TMP/NAME.js
 }
 
 for i in $(seq 1 "$RUNS"); do
-    run "curve$i" "$DROVER" bench --json
+    run "curve$i" "$DROVER" bench --journal-jobs "$JOURNAL_JOBS" --json
 done
-run plain "$DROVER" bench --insecure --json
+run plain "$DROVER" bench --insecure --journal-jobs 0 --json
 
 # Machine facts
 cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)
@@ -76,12 +95,11 @@ cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)
 zmq=$(pkg-config --modversion libzmq 2>/dev/null || echo unknown)
 czmq=$(pkg-config --modversion libczmq 2>/dev/null || echo unknown)
 sodium=$(pkg-config --modversion libsodium 2>/dev/null || echo unknown)
-commit=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
-if [ "$commit" != unknown ] && [ -n "$(git -C "$ROOT" status --porcelain --untracked-files=no 2>/dev/null)" ]; then
-    commit="$commit + uncommitted changes"
-fi
 build_type=$(sed -n 's/^CMAKE_BUILD_TYPE:STRING=//p' "$BUILD/CMakeCache.txt")
 load=$(cut -d ' ' -f 1-3 /proc/loadavg 2>/dev/null)
+bench_tmp=${TMPDIR:-/tmp}
+fs_type=$(findmnt -n -o FSTYPE -T "$bench_tmp" 2>/dev/null || df -PT "$bench_tmp" 2>/dev/null | awk 'NR == 2 { print $2 }')
+fs_device=$(df -P "$bench_tmp" 2>/dev/null | awk 'NR == 2 { print $1 }')
 
 row () {                     # row LABEL FILE
     local f=$2
@@ -93,6 +111,40 @@ row () {                     # row LABEL FILE
 | $(fmt %.2f "$(field "$f" ratio_to_floor)") | $(fmt %.3f "$(field "$f" latency_p50_ms)") \
 | $(fmt %.3f "$(field "$f" latency_p99_ms)") | $(fmt %.0f "$(field "$f" broker_bytes_per_queued_job)") \
 | $(fmt %.2f "$(field "$f" cpu_broker_s)") / $(fmt %.2f "$(field "$f" cpu_workers_s)") / $(fmt %.2f "$(field "$f" cpu_producer_s)") |"
+}
+
+# failed_row LABEL FILE COLUMNS: "failed" for a run that did not succeed
+failed_row () {
+    local code
+    code=$TMP/$(basename "$2" .json).code
+    [ -f "$code" ] || return 1
+    printf '| %s | failed (exit %s) |' "$1" "$(cat "$code")"
+    printf '%*s' "$3" '' | sed 's/ / |/g'
+    echo
+}
+
+durable_row () {             # durable_row LABEL FILE
+    local f=$2
+    failed_row "$1" "$f" 6 && return
+    echo "| $1 | $(fmt %.0f "$(field "$f" durable_jobs_per_s)") | $(fmt %.0f "$(field "$f" inmem_jobs_per_s)") \
+| $(fmt %.2f "$(field "$f" durable_to_inmem_ratio)") | $(fmt %.3f "$(field "$f" durable_latency_p50_ms)") \
+| $(fmt %.3f "$(field "$f" durable_latency_p99_ms)") | $(fmt %.3f "$(field "$f" inmem_latency_p99_ms)") \
+| $(fmt %.2f "$(field "$f" durable_cpu_broker_s)") / $(fmt %.2f "$(field "$f" inmem_cpu_broker_s)") |"
+}
+
+mib () {                     # mib VALUE: bytes as MiB with one decimal
+    case "$1" in
+        ""|null) printf 'n/a' ;;
+        *) awk -v b="$1" 'BEGIN { printf "%.1f", b / 1048576 }' ;;
+    esac
+}
+
+journal_row () {             # journal_row LABEL FILE
+    local f=$2
+    failed_row "$1" "$f" 4 && return
+    echo "| $1 | $(fmt %.0f "$(field "$f" journal_run_jobs_per_s)") | $(mib "$(field "$f" journal_peak_bytes)") \
+| $(mib "$(field "$f" journal_end_bytes)") | $(mib "$(field "$f" journal_idle_bytes)") \
+| $(fmt %.0f "$(field "$f" journal_compactions)") |"
 }
 
 collect () {                 # collect NAME: that field over the CURVE runs
@@ -110,10 +162,12 @@ section=$TMP/section.md
     echo
     echo "Machine: $(nproc) CPUs ($cpu), Linux $(uname -r), libzmq $zmq, CZMQ $czmq,"
     echo "libsodium $sodium; load average before the runs $load."
+    echo "Journal and temporary files on $bench_tmp: $fs_type ($fs_device)."
     echo "Drover $commit, $build_type build. Parameters: the defaults (200000 jobs,"
     echo "window 10000, 2000 latency jobs, 100000 queued jobs, 64-byte payloads,"
     echo "2 worker processes with concurrency 1 and prefetch 100; raw floor window"
-    echo "100, batch 1)."
+    echo "100, batch 1; durable and in-memory brokers), and $JOURNAL_JOBS jobs"
+    echo "through the journal in the CURVE runs."
     echo
     echo "Commands:"
     echo
@@ -123,6 +177,9 @@ section=$TMP/section.md
         echo "${c/#$ROOT\//}"
     done
     echo '```'
+    echo
+    echo "In-memory broker (\`--durability none\`) against the raw floor, as in earlier"
+    echo "sections:"
     echo
     echo "| run | Drover jobs/s | raw floor jobs/s | Drover / floor | p50 ms | p99 ms | broker bytes per queued job | CPU s broker / workers / producer |"
     echo "|---|---:|---:|---:|---:|---:|---:|---|"
@@ -141,6 +198,38 @@ section=$TMP/section.md
     fi
     echo "Issue target (Drover's pipelined throughput at least half the raw floor,"
     echo "CURVE, same settings): **$verdict** (median ratio $(fmt %.2f "$ratio"))."
+    echo
+    echo "Durable broker (\`--durability fsync\`: journal, one fdatasync per loop turn)"
+    echo "beside the in-memory one, same run:"
+    echo
+    echo "| run | durable jobs/s | in-memory jobs/s | durable / in-memory | durable p50 ms | durable p99 ms | in-memory p99 ms | CPU s broker durable / in-memory |"
+    echo "|---|---:|---:|---:|---:|---:|---:|---|"
+    for i in $(seq 1 "$RUNS"); do
+        durable_row "CURVE, run $i" "$TMP/curve$i.json"
+    done
+    echo "| **CURVE, median** | **$(fmt %.0f "$(collect durable_jobs_per_s)")** | **$(fmt %.0f "$(collect inmem_jobs_per_s)")** \
+| **$(fmt %.2f "$(collect durable_to_inmem_ratio)")** | **$(fmt %.3f "$(collect durable_latency_p50_ms)")** \
+| **$(fmt %.3f "$(collect durable_latency_p99_ms)")** | **$(fmt %.3f "$(collect inmem_latency_p99_ms)")** | |"
+    durable_row "plaintext (--insecure)" "$TMP/plain.json"
+    echo
+    dratio=$(collect durable_to_inmem_ratio)
+    dverdict="not measured"
+    if [ "$dratio" != null ]; then
+        if awk -v r="$dratio" 'BEGIN { exit !(r >= 1 / 3) }'; then dverdict="met"; else dverdict="NOT met"; fi
+    fi
+    echo "Issue target (durable throughput at least a third of in-memory, thanks to"
+    echo "group commit): **$dverdict** (median ratio $(fmt %.2f "$dratio"))."
+    echo
+    echo "Journal size: $JOURNAL_JOBS jobs through a fresh durable broker with"
+    echo "\`--result-ttl 1\`, window 10000; DATA_DIR/journal sampled every 200 ms:"
+    echo
+    echo "| run | jobs/s over the run | peak MiB | at the last result MiB | after 3 s idle MiB | compactions |"
+    echo "|---|---:|---:|---:|---:|---:|"
+    for i in $(seq 1 "$RUNS"); do
+        journal_row "CURVE, run $i" "$TMP/curve$i.json"
+    done
+    echo "| **CURVE, median** | **$(fmt %.0f "$(collect journal_run_jobs_per_s)")** | **$(mib "$(collect journal_peak_bytes)")** \
+| **$(mib "$(collect journal_end_bytes)")** | **$(mib "$(collect journal_idle_bytes)")** | **$(fmt %.0f "$(collect journal_compactions)")** |"
     echo
     echo "Context:"
     echo

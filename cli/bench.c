@@ -1,20 +1,29 @@
 /*  bench.c - `drover bench`: throughput, latency and broker memory, side by
-    side with the raw-libzmq floor; and the hidden `drover bench-worker`
-    (an echo worker) that it starts.
+    side with the raw-libzmq floor, for a durable (journal + fsync) and an
+    in-memory broker; journal size over a long run; and the hidden
+    `drover bench-worker` (an echo worker) that it starts.
 
     Everything runs on 127.0.0.1 with OS-chosen ports and fresh keys in a
-    temporary directory. The broker is a separate droverd process, so that
-    its memory can be read from /proc and its CPU time told apart from the
-    producer's. Phases:
+    temporary directory (the brokers' data directories are inside it, so
+    on the same filesystem). The broker is a separate droverd process, so
+    that its memory can be read from /proc and its CPU time told apart from
+    the producer's. Phases:
 
-    1. pipelined throughput: N jobs through the broker to W bench-worker
+    1. pipelined throughput, once per durability mode (--durability none,
+       then fsync, by default): N jobs through the broker to W bench-worker
        processes (concurrency 1, prefetch 100), the producer keeping at most
        `window` jobs outstanding; timed from the first submit until every
        result is back (after a short untimed warm-up);
-    2. latency: one job at a time, after a warm-up; p50 and p99;
+    2. latency, on the same broker: one job at a time, after a warm-up; p50
+       and p99;
     3. broker memory per queued job: a fresh broker, a queue nobody serves,
        VmRSS before and after M jobs are accepted;
-    4. the raw floor: bench/raw_floor with the same transport settings
+    4. journal size: a fresh durable broker with --result-ttl 1 (results
+       expire, so compaction can run), J jobs pipelined through it; the size
+       of DATA_DIR/journal (sum of its files) sampled every 200 ms, its peak,
+       its size when the last result is back, and after the broker has been
+       idle long enough for every result to expire;
+    5. the raw floor: bench/raw_floor with the same transport settings
        (CURVE or not, W workers, window 100, batch 1, same size, N jobs),
        plus batch 10 and the other security setting for context.
 
@@ -25,6 +34,7 @@
 #include "common.h"
 
 #include <czmq.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -37,6 +47,7 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -63,6 +74,13 @@ extern char **environ;
 #define DEFAULT_MEMORY_JOBS  100000
 #define DEFAULT_SIZE         64
 #define DEFAULT_WORKERS      2
+#define DEFAULT_JOURNAL_JOBS 100000
+//  Journal phase: how often its size is sampled, the brokers' result TTL
+//  (seconds), and how long the broker is left idle at the end so that every
+//  result has expired and compaction had its chance.
+#define JOURNAL_SAMPLE_MS    200
+#define JOURNAL_RESULT_TTL   "1"
+#define JOURNAL_SETTLE_MS    3000
 
 //  bench-worker -----------------------------------------------------------------
 
@@ -285,6 +303,7 @@ s_show_log_tail (const char *path)
 typedef struct {
     int pid;                    //  droverd, 0 when not running
     char *log;                  //  its stderr, in the temporary directory
+    char *data_dir;             //  its --data-dir, in the temporary directory
     char *producers;            //  bound client endpoint
     char *workers;              //  bound worker endpoint
 } broker_proc_t;
@@ -367,21 +386,23 @@ s_broker_wait_ready (broker_proc_t *broker, int timeout_ms)
     return -1;
 }
 
-//  Starts droverd on ephemeral loopback ports. Logs at info: the endpoint
+//  Starts droverd on ephemeral loopback ports, durable (--durability
+//  fsync, its data directory inside tmp_dir) or in memory (none), with
+//  result_ttl (seconds, as text) unless NULL. Logs at info: the endpoint
 //  line is an info line, and the broker logs nothing per job at that level
-//  (only peers joining and leaving), so the run pays nothing for it.
+//  (only peers joining and leaving, and journal compactions), so the run
+//  pays nothing for it.
 static int
 s_broker_start (broker_proc_t *broker, const char *program, const cli_keyring_t *ring,
-                const char *tmp_dir, const char *name, bool insecure)
+                const char *tmp_dir, const char *name, bool insecure, bool durable,
+                const char *result_ttl)
 {
     memset (broker, 0, sizeof *broker);
     broker->log = zsys_sprintf ("%s/%s.log", tmp_dir, name);
-    char *data_dir = zsys_sprintf ("%s/%s-data", tmp_dir, name);
-    if (!broker->log || !data_dir) {
-        zstr_free (&data_dir);
+    broker->data_dir = zsys_sprintf ("%s/%s-data", tmp_dir, name);
+    if (!broker->log || !broker->data_dir)
         return -1;
-    }
-    char *argv [20];
+    char *argv [24];
     int argc = 0;
     argv [argc++] = (char *) program;
     argv [argc++] = "--producers";
@@ -389,7 +410,13 @@ s_broker_start (broker_proc_t *broker, const char *program, const cli_keyring_t 
     argv [argc++] = "--workers";
     argv [argc++] = "tcp://127.0.0.1:0";
     argv [argc++] = "--data-dir";
-    argv [argc++] = data_dir;
+    argv [argc++] = broker->data_dir;
+    argv [argc++] = "--durability";
+    argv [argc++] = durable? "fsync": "none";
+    if (result_ttl) {
+        argv [argc++] = "--result-ttl";
+        argv [argc++] = (char *) result_ttl;
+    }
     argv [argc++] = "--log-level";
     argv [argc++] = "info";
     if (insecure)
@@ -402,7 +429,6 @@ s_broker_start (broker_proc_t *broker, const char *program, const cli_keyring_t 
     }
     argv [argc] = NULL;
     broker->pid = s_spawn_logged (argv, broker->log);
-    zstr_free (&data_dir);
     if (broker->pid < 0) {
         broker->pid = 0;
         return -1;
@@ -416,6 +442,7 @@ s_broker_stop (broker_proc_t *broker)
     if (broker->pid > 0)
         cli_stop_children (&broker->pid, 1, 5000);
     zstr_free (&broker->log);
+    zstr_free (&broker->data_dir);
     free (broker->producers);
     free (broker->workers);
     memset (broker, 0, sizeof *broker);
@@ -423,10 +450,23 @@ s_broker_stop (broker_proc_t *broker)
 
 //  Run state ---------------------------------------------------------------------
 
+//  Throughput and latency figures of one durability mode; < 0 when not
+//  measured.
+typedef struct {
+    bool run;                   //  this mode is to be measured
+    bool durable;               //  --durability fsync (else none)
+    double seconds, jobs_per_s;
+    double warmup_jobs;
+    double p50_ms, p99_ms, mean_ms, max_ms;
+    double cpu_broker_s, cpu_workers_s, cpu_producer_s;
+    long rss_after_throughput_kb;
+} bench_mode_t;
+
 typedef struct {
     //  Options
-    long jobs, window, latency_jobs, memory_jobs, size, workers;
+    long jobs, window, latency_jobs, memory_jobs, journal_jobs, size, workers;
     bool insecure, json, skip_raw;
+    const char *durability;     //  "both", "fsync" or "none"
     const char *raw_path;
     const char *cmd;
 
@@ -438,16 +478,25 @@ typedef struct {
     void *payload;              //  the job payload (size bytes)
 
     //  Results; < 0 when not measured
-    double seconds, jobs_per_s;
-    double warmup_jobs;
-    double p50_ms, p99_ms, mean_ms, max_ms;
-    long rss_before_kb, rss_after_kb, rss_after_throughput_kb;
+    bench_mode_t inmem, durable;
+    bool memory_durable;        //  the memory phase's broker was durable
+    long rss_before_kb, rss_after_kb;
     double bytes_per_job;
-    double cpu_broker_s, cpu_workers_s, cpu_producer_s;
+    double journal_seconds, journal_jobs_per_s;
+    double journal_peak_bytes, journal_end_bytes, journal_idle_bytes;
+    long journal_samples, journal_compactions;
     double raw_jobs_per_s, raw_batch10_jobs_per_s, raw_other_jobs_per_s;
     char raw_note [256];
     int failures;
 } bench_t;
+
+//  The mode the classic figures (jobs_per_s, latency_*, ratio_to_floor)
+//  come from: in memory when it ran, else durable.
+static bench_mode_t *
+s_primary (bench_t *self)
+{
+    return self->inmem.run? &self->inmem: &self->durable;
+}
 
 //  Completion counting ------------------------------------------------------------
 
@@ -624,7 +673,7 @@ s_percentile (const double *sorted, size_t count, double p)
 //  One job at a time: warmup untimed jobs, then count timed ones. Returns 0
 //  with the figures set, or -1 (printed).
 static int
-s_latency (bench_t *self, drover_client_t *client, long warmup, long count)
+s_latency (bench_t *self, bench_mode_t *mode, drover_client_t *client, long warmup, long count)
 {
     double *samples = calloc ((size_t) (count > 0? count: 1), sizeof *samples);
     if (!samples) {
@@ -666,10 +715,10 @@ s_latency (bench_t *self, drover_client_t *client, long warmup, long count)
         for (long index = 0; index < count; index++)
             sum += samples [index];
         qsort (samples, (size_t) count, sizeof *samples, s_compare_double);
-        self->p50_ms = s_percentile (samples, (size_t) count, 50);
-        self->p99_ms = s_percentile (samples, (size_t) count, 99);
-        self->max_ms = samples [count - 1];
-        self->mean_ms = sum / (double) count;
+        mode->p50_ms = s_percentile (samples, (size_t) count, 50);
+        mode->p99_ms = s_percentile (samples, (size_t) count, 99);
+        mode->max_ms = samples [count - 1];
+        mode->mean_ms = sum / (double) count;
     }
     free (samples);
     return rc;
@@ -729,22 +778,39 @@ s_client_connect (bench_t *self, const broker_proc_t *broker, drover_client_t **
     return cli_connect (&cfg, self->cmd, client_p) == 0? 0: -1;
 }
 
-//  Phases 1 and 2: a broker, W echo workers, throughput then latency.
-static int
-s_phase_jobs (bench_t *self)
-{
-    int rc = -1;
+//  A broker, W echo worker processes serving BENCH_QUEUE, and a client.
+typedef struct {
     broker_proc_t broker;
-    memset (&broker, 0, sizeof broker);
-    drover_client_t *client = NULL;
-    int *pids = calloc ((size_t) self->workers, sizeof *pids);
-    if (!pids) {
+    int *pids;                  //  worker processes, 0 once stopped
+    long workers;
+    drover_client_t *client;
+} rig_t;
+
+static void
+s_rig_stop (rig_t *rig)
+{
+    drover_client_destroy (&rig->client);
+    if (rig->pids)
+        cli_stop_children (rig->pids, (size_t) rig->workers, 5000);
+    s_broker_stop (&rig->broker);
+    free (rig->pids);
+    rig->pids = NULL;
+}
+
+//  Starts the rig; returns 0, or -1 (printed; call s_rig_stop either way).
+static int
+s_rig_start (bench_t *self, rig_t *rig, const char *name, bool durable, const char *result_ttl)
+{
+    memset (rig, 0, sizeof *rig);
+    rig->workers = self->workers;
+    rig->pids = calloc ((size_t) self->workers, sizeof *rig->pids);
+    if (!rig->pids) {
         cli_error ("out of memory");
         return -1;
     }
-    if (s_broker_start (&broker, self->droverd, &self->ring, self->tmp_dir, "broker-jobs",
-                        self->insecure))
-        goto done;
+    if (s_broker_start (&rig->broker, self->droverd, &self->ring, self->tmp_dir, name,
+                        self->insecure, durable, result_ttl))
+        return -1;
 
     char prefetch [16];
     snprintf (prefetch, sizeof prefetch, "%d", WORKER_PREFETCH);
@@ -753,7 +819,7 @@ s_phase_jobs (bench_t *self)
     argv [argc++] = self->self;
     argv [argc++] = "bench-worker";
     argv [argc++] = "--broker";
-    argv [argc++] = broker.workers;
+    argv [argc++] = rig->broker.workers;
     argv [argc++] = "--queue";
     argv [argc++] = BENCH_QUEUE;
     argv [argc++] = "--concurrency";
@@ -770,15 +836,25 @@ s_phase_jobs (bench_t *self)
     }
     argv [argc] = NULL;
     for (long index = 0; index < self->workers; index++) {
-        pids [index] = cli_spawn (argv);
-        if (pids [index] < 0) {
-            pids [index] = 0;
-            goto done;
+        rig->pids [index] = cli_spawn (argv);
+        if (rig->pids [index] < 0) {
+            rig->pids [index] = 0;
+            return -1;
         }
     }
-    if (s_client_connect (self, &broker, &client))
-        goto done;
-    if (s_wait_workers (client, pids, (size_t) self->workers, START_TIMEOUT_MS))
+    if (s_client_connect (self, &rig->broker, &rig->client))
+        return -1;
+    return s_wait_workers (rig->client, rig->pids, (size_t) self->workers, START_TIMEOUT_MS);
+}
+
+//  Phases 1 and 2 for one durability mode: throughput, then latency.
+static int
+s_phase_jobs (bench_t *self, bench_mode_t *mode)
+{
+    int rc = -1;
+    rig_t rig;
+    if (s_rig_start (self, &rig, mode->durable? "broker-durable": "broker-inmem",
+                     mode->durable, NULL))
         goto done;
 
     //  Warm-up: connections, CURVE sessions, allocator and tables settle.
@@ -788,25 +864,26 @@ s_phase_jobs (bench_t *self)
     if (warmup > 10000)
         warmup = 10000;
     double warm_seconds;
-    if (s_pipelined (self, client, (uint64_t) warmup, (uint64_t) self->window, &warm_seconds))
+    if (s_pipelined (self, rig.client, (uint64_t) warmup, (uint64_t) self->window, &warm_seconds))
         goto done;
-    self->warmup_jobs = (double) warmup;
+    mode->warmup_jobs = (double) warmup;
 
-    double cpu_broker = s_cpu_seconds (broker.pid), cpu_self = s_self_cpu_seconds ();
+    int broker_pid = rig.broker.pid;
+    double cpu_broker = s_cpu_seconds (broker_pid), cpu_self = s_self_cpu_seconds ();
     double cpu_workers = 0;
     for (long index = 0; index < self->workers; index++)
-        cpu_workers += s_cpu_seconds (pids [index]);
-    if (s_pipelined (self, client, (uint64_t) self->jobs, (uint64_t) self->window,
-                     &self->seconds))
+        cpu_workers += s_cpu_seconds (rig.pids [index]);
+    if (s_pipelined (self, rig.client, (uint64_t) self->jobs, (uint64_t) self->window,
+                     &mode->seconds))
         goto done;
-    self->jobs_per_s = self->seconds > 0? self->jobs / self->seconds: 0;
-    self->cpu_broker_s = s_cpu_seconds (broker.pid) - cpu_broker;
-    self->cpu_producer_s = s_self_cpu_seconds () - cpu_self;
+    mode->jobs_per_s = mode->seconds > 0? self->jobs / mode->seconds: 0;
+    mode->cpu_broker_s = s_cpu_seconds (broker_pid) - cpu_broker;
+    mode->cpu_producer_s = s_self_cpu_seconds () - cpu_self;
     double workers_now = 0;
     for (long index = 0; index < self->workers; index++)
-        workers_now += s_cpu_seconds (pids [index]);
-    self->cpu_workers_s = workers_now - cpu_workers;
-    self->rss_after_throughput_kb = s_rss_kb (broker.pid);
+        workers_now += s_cpu_seconds (rig.pids [index]);
+    mode->cpu_workers_s = workers_now - cpu_workers;
+    mode->rss_after_throughput_kb = s_rss_kb (broker_pid);
 
     if (self->latency_jobs > 0) {
         long warm = self->latency_jobs / 10;
@@ -814,16 +891,13 @@ s_phase_jobs (bench_t *self)
             warm = 20;
         if (warm > 200)
             warm = 200;
-        if (s_latency (self, client, warm, self->latency_jobs))
+        if (s_latency (self, mode, rig.client, warm, self->latency_jobs))
             goto done;
     }
     rc = 0;
 
 done:
-    drover_client_destroy (&client);
-    cli_stop_children (pids, (size_t) self->workers, 5000);
-    s_broker_stop (&broker);
-    free (pids);
+    s_rig_stop (&rig);
     return rc;
 }
 
@@ -848,7 +922,7 @@ s_phase_memory (bench_t *self)
         sizes [index] = (size_t) self->size;
     }
     if (s_broker_start (&broker, self->droverd, &self->ring, self->tmp_dir, "broker-memory",
-                        self->insecure))
+                        self->insecure, self->memory_durable, NULL))
         goto done;
     if (s_client_connect (self, &broker, &client))
         goto done;
@@ -888,6 +962,162 @@ done:
     free (futures);
     free (datas);
     free (sizes);
+    return rc;
+}
+
+//  Phase 4: journal size ------------------------------------------------------------
+
+//  Sum of the sizes of the regular files in dir, or -1 when it cannot be
+//  read (not there yet).
+static double
+s_dir_bytes (const char *dir)
+{
+    DIR *handle = opendir (dir);
+    if (!handle)
+        return -1;
+    double total = 0;
+    struct dirent *entry;
+    while ((entry = readdir (handle))) {
+        struct stat info;
+        if (fstatat (dirfd (handle), entry->d_name, &info, AT_SYMLINK_NOFOLLOW) == 0
+        &&  S_ISREG (info.st_mode))
+            total += (double) info.st_size;
+    }
+    closedir (handle);
+    return total;
+}
+
+//  Samples a directory's size every JOURNAL_SAMPLE_MS on its own thread.
+typedef struct {
+    pthread_t thread;
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    char *dir;
+    bool stop;
+    double peak;                //  largest sample, -1 before the first
+    long samples;
+} sampler_t;
+
+static void
+s_sampler_take (sampler_t *sampler)
+{
+    double bytes = s_dir_bytes (sampler->dir);
+    pthread_mutex_lock (&sampler->lock);
+    if (bytes >= 0) {
+        if (bytes > sampler->peak)
+            sampler->peak = bytes;
+        sampler->samples++;
+    }
+    pthread_mutex_unlock (&sampler->lock);
+}
+
+static void *
+s_sampler_run (void *arg)
+{
+    sampler_t *sampler = (sampler_t *) arg;
+    pthread_mutex_lock (&sampler->lock);
+    while (!sampler->stop) {
+        pthread_mutex_unlock (&sampler->lock);
+        s_sampler_take (sampler);
+        pthread_mutex_lock (&sampler->lock);
+        struct timespec deadline;
+        clock_gettime (CLOCK_REALTIME, &deadline);
+        deadline.tv_nsec += JOURNAL_SAMPLE_MS * 1000000L;
+        while (deadline.tv_nsec >= 1000000000) {
+            deadline.tv_sec++;
+            deadline.tv_nsec -= 1000000000;
+        }
+        while (!sampler->stop
+           &&  pthread_cond_timedwait (&sampler->cond, &sampler->lock, &deadline) == 0)
+            ;
+    }
+    pthread_mutex_unlock (&sampler->lock);
+    return NULL;
+}
+
+//  Lines of a file that contain text.
+static long
+s_count_lines (const char *path, const char *text)
+{
+    FILE *file = fopen (path, "r");
+    if (!file)
+        return -1;
+    long count = 0;
+    char line [1024];
+    while (fgets (line, sizeof line, file))
+        if (strstr (line, text))
+            count++;
+    fclose (file);
+    return count;
+}
+
+//  A durable broker with a 1 s result TTL, J jobs pipelined through it;
+//  the journal directory's size sampled all along.
+static int
+s_phase_journal (bench_t *self)
+{
+    int rc = -1;
+    rig_t rig;
+    sampler_t sampler;
+    memset (&sampler, 0, sizeof sampler);
+    bool sampling = false;
+    if (s_rig_start (self, &rig, "broker-journal", true, JOURNAL_RESULT_TTL))
+        goto done;
+    sampler.dir = zsys_sprintf ("%s/journal", rig.broker.data_dir);
+    if (!sampler.dir) {
+        cli_error ("out of memory");
+        goto done;
+    }
+    sampler.peak = -1;
+    pthread_mutex_init (&sampler.lock, NULL);
+    pthread_cond_init (&sampler.cond, NULL);
+    if (pthread_create (&sampler.thread, NULL, s_sampler_run, &sampler)) {
+        cli_error ("bench: cannot start a thread");
+        pthread_mutex_destroy (&sampler.lock);
+        pthread_cond_destroy (&sampler.cond);
+        goto done;
+    }
+    sampling = true;
+    if (s_pipelined (self, rig.client, (uint64_t) self->journal_jobs, (uint64_t) self->window,
+                     &self->journal_seconds))
+        goto done;
+    self->journal_jobs_per_s = self->journal_seconds > 0
+                             ? self->journal_jobs / self->journal_seconds: 0;
+    self->journal_end_bytes = s_dir_bytes (sampler.dir);
+    //  Idle: every result expires (its forget record is journaled), and
+    //  the broker may compact.
+    int64_t idle_end = cli_now_ms () + JOURNAL_SETTLE_MS;
+    while (cli_now_ms () < idle_end && !cli_interrupted ())
+        usleep (50 * 1000);
+    if (cli_interrupted ()) {
+        cli_error ("bench: interrupted");
+        goto done;
+    }
+    self->journal_idle_bytes = s_dir_bytes (sampler.dir);
+    self->journal_compactions = s_count_lines (rig.broker.log, "journal compacted from");
+    rc = 0;
+
+done:
+    if (sampling) {
+        pthread_mutex_lock (&sampler.lock);
+        sampler.stop = true;
+        pthread_cond_signal (&sampler.cond);
+        pthread_mutex_unlock (&sampler.lock);
+        pthread_join (sampler.thread, NULL);
+        s_sampler_take (&sampler);
+        if (rc == 0) {
+            if (self->journal_end_bytes > sampler.peak)
+                sampler.peak = self->journal_end_bytes;
+            if (self->journal_idle_bytes > sampler.peak)
+                sampler.peak = self->journal_idle_bytes;
+            self->journal_peak_bytes = sampler.peak;
+            self->journal_samples = sampler.samples;
+        }
+        pthread_mutex_destroy (&sampler.lock);
+        pthread_cond_destroy (&sampler.cond);
+    }
+    zstr_free (&sampler.dir);
+    s_rig_stop (&rig);
     return rc;
 }
 
@@ -963,30 +1193,76 @@ s_json_number (const char *name, double value, int decimals, bool last)
         printf ("\"%s\":%.*f%s", name, decimals, value, last? "": ",");
 }
 
+//  The figures of one mode, each name prefixed ("durable_", "inmem_").
+static void
+s_report_json_mode (const char *prefix, bench_mode_t *mode)
+{
+    char name [64];
+#define MODE_FIELD(suffix, value, decimals) \
+    snprintf (name, sizeof name, "%s%s", prefix, suffix); \
+    s_json_number (name, (value), (decimals), false);
+    MODE_FIELD ("seconds", mode->seconds, 6);
+    MODE_FIELD ("jobs_per_s", mode->jobs_per_s, 1);
+    MODE_FIELD ("latency_p50_ms", mode->p50_ms, 4);
+    MODE_FIELD ("latency_p99_ms", mode->p99_ms, 4);
+    MODE_FIELD ("latency_mean_ms", mode->mean_ms, 4);
+    MODE_FIELD ("latency_max_ms", mode->max_ms, 4);
+    MODE_FIELD ("cpu_broker_s", mode->cpu_broker_s, 3);
+    MODE_FIELD ("cpu_workers_s", mode->cpu_workers_s, 3);
+    MODE_FIELD ("cpu_producer_s", mode->cpu_producer_s, 3);
+    MODE_FIELD ("broker_rss_after_throughput_kb", (double) mode->rss_after_throughput_kb, 0);
+#undef MODE_FIELD
+}
+
+static double
+s_durable_ratio (bench_t *self)
+{
+    return self->durable.jobs_per_s > 0 && self->inmem.jobs_per_s > 0
+         ? self->durable.jobs_per_s / self->inmem.jobs_per_s: -1;
+}
+
 static void
 s_report_json (bench_t *self)
 {
-    double ratio = self->jobs_per_s > 0 && self->raw_jobs_per_s > 0
-                 ? self->jobs_per_s / self->raw_jobs_per_s: -1;
+    bench_mode_t *primary = s_primary (self);
+    double ratio = primary->jobs_per_s > 0 && self->raw_jobs_per_s > 0
+                 ? primary->jobs_per_s / self->raw_jobs_per_s: -1;
     printf ("{\"name\":\"drover_bench\",\"curve\":%s,\"size\":%ld,\"workers\":%ld,"
-            "\"prefetch\":%d,\"jobs\":%ld,\"window\":%ld,",
+            "\"prefetch\":%d,\"jobs\":%ld,\"window\":%ld,\"durability\":\"%s\","
+            "\"primary\":\"%s\",",
             self->insecure? "false": "true", self->size, self->workers, WORKER_PREFETCH,
-            self->jobs, self->window);
-    s_json_number ("seconds", self->seconds, 6, false);
-    s_json_number ("jobs_per_s", self->jobs_per_s, 1, false);
+            self->jobs, self->window, self->durability,
+            primary->durable? "durable": "inmem");
+    //  The classic figures, from the primary mode (in memory when it ran)
+    s_json_number ("seconds", primary->seconds, 6, false);
+    s_json_number ("jobs_per_s", primary->jobs_per_s, 1, false);
     printf ("\"latency_jobs\":%ld,", self->latency_jobs);
-    s_json_number ("latency_p50_ms", self->p50_ms, 4, false);
-    s_json_number ("latency_p99_ms", self->p99_ms, 4, false);
-    s_json_number ("latency_mean_ms", self->mean_ms, 4, false);
-    s_json_number ("latency_max_ms", self->max_ms, 4, false);
-    printf ("\"memory_jobs\":%ld,", self->memory_jobs);
+    s_json_number ("latency_p50_ms", primary->p50_ms, 4, false);
+    s_json_number ("latency_p99_ms", primary->p99_ms, 4, false);
+    s_json_number ("latency_mean_ms", primary->mean_ms, 4, false);
+    s_json_number ("latency_max_ms", primary->max_ms, 4, false);
+    s_report_json_mode ("inmem_", &self->inmem);
+    s_report_json_mode ("durable_", &self->durable);
+    s_json_number ("durable_to_inmem_ratio", s_durable_ratio (self), 4, false);
+    printf ("\"memory_jobs\":%ld,\"memory_durable\":%s,", self->memory_jobs,
+            self->memory_durable? "true": "false");
     s_json_number ("broker_rss_before_kb", (double) self->rss_before_kb, 0, false);
     s_json_number ("broker_rss_after_kb", (double) self->rss_after_kb, 0, false);
     s_json_number ("broker_bytes_per_queued_job", self->bytes_per_job, 1, false);
-    s_json_number ("broker_rss_after_throughput_kb", (double) self->rss_after_throughput_kb, 0, false);
-    s_json_number ("cpu_broker_s", self->cpu_broker_s, 3, false);
-    s_json_number ("cpu_workers_s", self->cpu_workers_s, 3, false);
-    s_json_number ("cpu_producer_s", self->cpu_producer_s, 3, false);
+    s_json_number ("broker_rss_after_throughput_kb", (double) primary->rss_after_throughput_kb,
+                   0, false);
+    s_json_number ("cpu_broker_s", primary->cpu_broker_s, 3, false);
+    s_json_number ("cpu_workers_s", primary->cpu_workers_s, 3, false);
+    s_json_number ("cpu_producer_s", primary->cpu_producer_s, 3, false);
+    printf ("\"journal_jobs\":%ld,\"journal_result_ttl_s\":%s,\"journal_sample_ms\":%d,",
+            self->journal_jobs, JOURNAL_RESULT_TTL, JOURNAL_SAMPLE_MS);
+    s_json_number ("journal_seconds", self->journal_seconds, 6, false);
+    s_json_number ("journal_run_jobs_per_s", self->journal_jobs_per_s, 1, false);
+    s_json_number ("journal_end_bytes", self->journal_end_bytes, 0, false);
+    s_json_number ("journal_peak_bytes", self->journal_peak_bytes, 0, false);
+    s_json_number ("journal_idle_bytes", self->journal_idle_bytes, 0, false);
+    s_json_number ("journal_samples", (double) self->journal_samples, 0, false);
+    s_json_number ("journal_compactions", (double) self->journal_compactions, 0, false);
     printf ("\"raw_window\":%d,", RAW_WINDOW);
     s_json_number ("raw_floor_jobs_per_s", self->raw_jobs_per_s, 1, false);
     s_json_number ("ratio_to_floor", ratio, 4, false);
@@ -1004,56 +1280,87 @@ s_report_json (bench_t *self)
 }
 
 static void
+s_report_text_mode (bench_t *self, bench_mode_t *mode)
+{
+    const char *label = mode->durable? "durable (fsync)": "in memory";
+    char what [64];
+    snprintf (what, sizeof what, "pipelined throughput, %s", label);
+    if (mode->jobs_per_s > 0)
+        printf ("  %-44s %10.0f jobs/s   (%ld jobs in %.3f s, window %ld)\n",
+                what, mode->jobs_per_s, self->jobs, mode->seconds, self->window);
+    else
+        printf ("  %-44s %10s\n", what, "failed");
+    if (self->latency_jobs > 0) {
+        snprintf (what, sizeof what, "latency, one job at a time, %s", label);
+        if (mode->p50_ms >= 0)
+            printf ("  %-44s p50 %.3f ms, p99 %.3f ms   (%ld jobs; mean %.3f, max %.3f)\n",
+                    what, mode->p50_ms, mode->p99_ms, self->latency_jobs, mode->mean_ms,
+                    mode->max_ms);
+        else
+            printf ("  %-44s %10s\n", what, "failed");
+    }
+    if (mode->cpu_broker_s >= 0) {
+        snprintf (what, sizeof what, "CPU during throughput, %s", label);
+        printf ("  %-44s broker %.2f s, workers %.2f s, producer %.2f s\n",
+                what, mode->cpu_broker_s, mode->cpu_workers_s, mode->cpu_producer_s);
+    }
+}
+
+static void
 s_report_text (bench_t *self)
 {
     const char *security = self->insecure? "plaintext": "CURVE";
+    bench_mode_t *primary = s_primary (self);
     printf ("drover bench: %ld-byte jobs, %ld worker processes (concurrency 1, prefetch %d), %s, "
             "loopback\n\n", self->size, self->workers, WORKER_PREFETCH, security);
-    printf ("  %-32s %s\n", "measure", "result");
-    if (self->jobs_per_s > 0)
-        printf ("  %-32s %10.0f jobs/s   (%ld jobs in %.3f s, window %ld)\n",
-                "pipelined throughput", self->jobs_per_s, self->jobs, self->seconds, self->window);
-    else
-        printf ("  %-32s %10s\n", "pipelined throughput", "failed");
+    printf ("  %-44s %s\n", "measure", "result");
+    if (self->inmem.run)
+        s_report_text_mode (self, &self->inmem);
+    if (self->durable.run)
+        s_report_text_mode (self, &self->durable);
+    if (s_durable_ratio (self) >= 0)
+        printf ("  %-44s %10.2f x        (issue target: >= 0.33)\n", "durable / in memory",
+                s_durable_ratio (self));
     if (self->raw_jobs_per_s > 0) {
-        printf ("  %-32s %10.0f jobs/s   (window %d, batch 1, %s)\n", "raw floor, same settings",
+        printf ("  %-44s %10.0f jobs/s   (window %d, batch 1, %s)\n", "raw floor, same settings",
                 self->raw_jobs_per_s, RAW_WINDOW, security);
-        if (self->jobs_per_s > 0)
-            printf ("  %-32s %10.2f x        (issue target: >= 0.50)\n", "drover / raw floor",
-                    self->jobs_per_s / self->raw_jobs_per_s);
+        if (primary->jobs_per_s > 0)
+            printf ("  %-44s %10.2f x        (issue target: >= 0.50)\n",
+                    primary->durable? "drover durable / raw floor": "drover in memory / raw floor",
+                    primary->jobs_per_s / self->raw_jobs_per_s);
     }
     if (self->raw_batch10_jobs_per_s > 0)
-        printf ("  %-32s %10.0f jobs/s   (context)\n", "raw floor, batch 10",
+        printf ("  %-44s %10.0f jobs/s   (context)\n", "raw floor, batch 10",
                 self->raw_batch10_jobs_per_s);
     if (self->raw_other_jobs_per_s > 0)
-        printf ("  %-32s %10.0f jobs/s   (context)\n",
+        printf ("  %-44s %10.0f jobs/s   (context)\n",
                 self->insecure? "raw floor, CURVE": "raw floor, no CURVE",
                 self->raw_other_jobs_per_s);
     if (*self->raw_note)
-        printf ("  %-32s %s\n", "raw floor", self->raw_note);
-    if (self->latency_jobs > 0) {
-        if (self->p50_ms >= 0)
-            printf ("  %-32s p50 %.3f ms, p99 %.3f ms   (%ld jobs; mean %.3f, max %.3f)\n",
-                    "latency, one job at a time", self->p50_ms, self->p99_ms,
-                    self->latency_jobs, self->mean_ms, self->max_ms);
-        else
-            printf ("  %-32s %10s\n", "latency, one job at a time", "failed");
-    }
+        printf ("  %-44s %s\n", "raw floor", self->raw_note);
     if (self->memory_jobs > 0) {
         if (self->bytes_per_job >= 0)
-            printf ("  %-32s %10.0f bytes    (%ld jobs queued; RSS %.1f -> %.1f MiB)\n",
+            printf ("  %-44s %10.0f bytes    (%ld jobs queued, %s; RSS %.1f -> %.1f MiB)\n",
                     "broker memory per queued job", self->bytes_per_job, self->memory_jobs,
+                    self->memory_durable? "durable": "in memory",
                     self->rss_before_kb / 1024.0, self->rss_after_kb / 1024.0);
         else
-            printf ("  %-32s %10s\n", "broker memory per queued job", "failed");
+            printf ("  %-44s %10s\n", "broker memory per queued job", "failed");
     }
-    if (self->cpu_broker_s >= 0)
-        printf ("  %-32s broker %.2f s, workers %.2f s, producer %.2f s\n",
-                "CPU during throughput", self->cpu_broker_s, self->cpu_workers_s,
-                self->cpu_producer_s);
-    if (self->rss_after_throughput_kb >= 0)
-        printf ("  %-32s %.1f MiB   (finished jobs are kept for their result TTL)\n",
-                "broker RSS after throughput", self->rss_after_throughput_kb / 1024.0);
+    if (self->journal_jobs > 0) {
+        if (self->journal_peak_bytes >= 0)
+            printf ("  %-44s %10.1f MiB      (end %.1f MiB, idle %.1f MiB; %ld jobs at %.0f/s, "
+                    "result TTL %s s, %ld compactions)\n",
+                    "journal size, peak", self->journal_peak_bytes / 1048576.0,
+                    self->journal_end_bytes / 1048576.0, self->journal_idle_bytes / 1048576.0,
+                    self->journal_jobs, self->journal_jobs_per_s, JOURNAL_RESULT_TTL,
+                    self->journal_compactions);
+        else
+            printf ("  %-44s %10s\n", "journal size", "failed");
+    }
+    if (primary->rss_after_throughput_kb >= 0)
+        printf ("  %-44s %.1f MiB   (finished jobs are kept for their result TTL)\n",
+                "broker RSS after throughput", primary->rss_after_throughput_kb / 1024.0);
     if (self->failures)
         printf ("\n%d measurement(s) failed (see above)\n", self->failures);
 }
@@ -1066,7 +1373,9 @@ enum {
     OPT_RAW,
     OPT_SKIP_RAW,
     OPT_JSON,
-    OPT_INSECURE_RUN
+    OPT_INSECURE_RUN,
+    OPT_DURABILITY,
+    OPT_JOURNAL_JOBS
 };
 
 static const char *s_usage =
@@ -1075,21 +1384,31 @@ static const char *s_usage =
     "Measures Drover on this machine, over loopback, with CURVE on (unless\n"
     "--insecure): a droverd process and W echo worker processes (concurrency 1,\n"
     "prefetch 100), fresh keys in a temporary directory, everything stopped and\n"
-    "removed at the end. Reports:\n"
+    "removed at the end. Reports, for a durable broker (--durability fsync: the\n"
+    "journal, one fdatasync per loop turn) beside an in-memory one (none):\n"
     "  - pipelined throughput: N jobs, at most WINDOW outstanding, until every\n"
-    "    result is back (jobs/s);\n"
+    "    result is back (jobs/s), and the durable / in-memory ratio;\n"
     "  - round-trip latency, one job at a time: p50 and p99;\n"
     "  - broker memory per queued job: VmRSS growth of a fresh broker while M\n"
     "    jobs wait on a queue nobody serves;\n"
     "  - the raw-libzmq floor (raw_floor, same transport settings: W workers,\n"
     "    window 100, batch 1) and Drover's throughput as a ratio of it, plus the\n"
-    "    floor with batch 10 and with the other security setting for context.\n"
+    "    floor with batch 10 and with the other security setting for context;\n"
+    "  - journal size: J jobs through a durable broker with --result-ttl 1; the\n"
+    "    size of DATA_DIR/journal sampled every 200 ms (peak), when the last\n"
+    "    result is back (end), and after 3 s idle.\n"
+    "The brokers' data directories are in the temporary directory ($TMPDIR,\n"
+    "else /tmp), so that is the filesystem the journal's fsyncs measure.\n"
     "\n"
     "Options:\n"
     "  -n, --jobs N          jobs for throughput and the floor (default 200000)\n"
     "  -w, --window W        outstanding jobs at most (default 10000)\n"
     "      --latency-jobs N  timed one-at-a-time jobs (default 2000; 0 skips)\n"
     "      --memory-jobs M   jobs queued for the memory figure (default 100000;\n"
+    "                        0 skips); in memory unless --durability fsync\n"
+    "      --durability MODE fsync, none, or both (default both: in memory first,\n"
+    "                        then durable)\n"
+    "      --journal-jobs J  jobs for the journal-size figure (default 100000;\n"
     "                        0 skips)\n"
     "  -s, --size BYTES      payload (and result) size (default 64)\n"
     "      --workers W       worker processes (default 2)\n"
@@ -1097,7 +1416,9 @@ static const char *s_usage =
     "      --raw PATH        the raw_floor program (default: next to drover, then\n"
     "                        ../bench/raw_floor, then PATH; skipped if not found)\n"
     "      --skip-raw        do not run the raw floor\n"
-    "      --json            print one JSON object line with every figure\n"
+    "      --json            print one JSON object line with every figure (the\n"
+    "                        unprefixed jobs_per_s and latency_* are in memory's,\n"
+    "                        or durable's with --durability fsync)\n"
     "  -h, --help            show this help\n"
     "\n"
     "Exit: 0 when every measurement succeeded, 1 when one failed, 2 bad usage.\n";
@@ -1110,6 +1431,8 @@ cli_bench (int argc, char **argv)
         { "window",       required_argument, NULL, 'w' },
         { "latency-jobs", required_argument, NULL, OPT_LATENCY_JOBS },
         { "memory-jobs",  required_argument, NULL, OPT_MEMORY_JOBS },
+        { "durability",   required_argument, NULL, OPT_DURABILITY },
+        { "journal-jobs", required_argument, NULL, OPT_JOURNAL_JOBS },
         { "size",         required_argument, NULL, 's' },
         { "workers",      required_argument, NULL, 'W' },
         { "insecure",     no_argument,       NULL, OPT_INSECURE_RUN },
@@ -1126,6 +1449,8 @@ cli_bench (int argc, char **argv)
     self.window = DEFAULT_WINDOW;
     self.latency_jobs = DEFAULT_LATENCY_JOBS;
     self.memory_jobs = DEFAULT_MEMORY_JOBS;
+    self.journal_jobs = DEFAULT_JOURNAL_JOBS;
+    self.durability = "both";
     self.size = DEFAULT_SIZE;
     self.workers = DEFAULT_WORKERS;
     const char *cmd = self.cmd;
@@ -1147,6 +1472,16 @@ cli_bench (int argc, char **argv)
             case OPT_MEMORY_JOBS:
                 if (cli_parse_long (optarg, 0, 100000000, &self.memory_jobs))
                     return cli_usage (cmd, "--memory-jobs must be 0..100000000, not '%s'", optarg);
+                break;
+            case OPT_JOURNAL_JOBS:
+                if (cli_parse_long (optarg, 0, 1000000000, &self.journal_jobs))
+                    return cli_usage (cmd, "--journal-jobs must be 0..1000000000, not '%s'", optarg);
+                break;
+            case OPT_DURABILITY:
+                if (!streq (optarg, "fsync") && !streq (optarg, "none") && !streq (optarg, "both"))
+                    return cli_usage (cmd, "--durability must be fsync, none or both, not '%s'",
+                                      optarg);
+                self.durability = optarg;
                 break;
             case 's':
                 if (cli_parse_long (optarg, 1, 8 * 1024 * 1024, &self.size))
@@ -1176,11 +1511,23 @@ cli_bench (int argc, char **argv)
     //  The broker and workers speak up for warnings only.
     setenv ("DROVER_LOG_LEVEL", "warn", 0);
 
-    self.seconds = self.jobs_per_s = -1;
-    self.p50_ms = self.p99_ms = self.mean_ms = self.max_ms = -1;
-    self.rss_before_kb = self.rss_after_kb = self.rss_after_throughput_kb = -1;
+    bench_mode_t *modes [2] = { &self.inmem, &self.durable };
+    for (int index = 0; index < 2; index++) {
+        bench_mode_t *mode = modes [index];
+        mode->durable = mode == &self.durable;
+        mode->run = streq (self.durability, "both")
+                 || streq (self.durability, mode->durable? "fsync": "none");
+        mode->seconds = mode->jobs_per_s = -1;
+        mode->p50_ms = mode->p99_ms = mode->mean_ms = mode->max_ms = -1;
+        mode->cpu_broker_s = mode->cpu_workers_s = mode->cpu_producer_s = -1;
+        mode->rss_after_throughput_kb = -1;
+    }
+    self.memory_durable = !self.inmem.run;
+    self.rss_before_kb = self.rss_after_kb = -1;
     self.bytes_per_job = -1;
-    self.cpu_broker_s = self.cpu_workers_s = self.cpu_producer_s = -1;
+    self.journal_seconds = self.journal_jobs_per_s = -1;
+    self.journal_peak_bytes = self.journal_end_bytes = self.journal_idle_bytes = -1;
+    self.journal_samples = self.journal_compactions = -1;
     self.raw_jobs_per_s = self.raw_batch10_jobs_per_s = self.raw_other_jobs_per_s = -1;
     char *raw_found = NULL;
 
@@ -1230,14 +1577,18 @@ cli_bench (int argc, char **argv)
         goto done;
 
     if (!self.json) {
-        printf ("drover bench: %ld jobs (window %ld), %ld latency jobs, %ld queued for memory; "
-                "this takes a little while\n", self.jobs, self.window, self.latency_jobs,
-                self.memory_jobs);
+        printf ("drover bench: %ld jobs (window %ld), %ld latency jobs, durability %s, "
+                "%ld queued for memory, %ld through the journal; this takes a little while\n",
+                self.jobs, self.window, self.latency_jobs, self.durability, self.memory_jobs,
+                self.journal_jobs);
         fflush (stdout);
     }
-    if (s_phase_jobs (&self))
-        self.failures++;
+    for (int index = 0; index < 2; index++)
+        if (modes [index]->run && !cli_interrupted () && s_phase_jobs (&self, modes [index]))
+            self.failures++;
     if (!cli_interrupted () && self.memory_jobs > 0 && s_phase_memory (&self))
+        self.failures++;
+    if (!cli_interrupted () && self.journal_jobs > 0 && s_phase_journal (&self))
         self.failures++;
     if (!cli_interrupted () && self.raw_path) {
         //  The floor runs alone: every Drover process is stopped by now.
@@ -1261,7 +1612,7 @@ cli_bench (int argc, char **argv)
 
 done:
     {
-        int exit_code = self.failures == 0 && self.tmp_dir && self.jobs_per_s >= 0
+        int exit_code = self.failures == 0 && self.tmp_dir && s_primary (&self)->jobs_per_s >= 0
                       ? CLI_EXIT_OK: CLI_EXIT_FAILED;
         if (self.tmp_dir)
             cli_remove_tree (self.tmp_dir);

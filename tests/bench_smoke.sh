@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # `drover bench` with tiny parameters: exits 0, prints one line of sane JSON
-# (every figure present and plausible), the human table works too (plaintext
-# run), bad usage exits 2, and nothing is left behind (processes, files).
+# (every figure present and plausible: durable beside in-memory, journal
+# size), the human table works too (plaintext run, one durability mode),
+# bad usage exits 2, and nothing is left behind (processes, files).
 #
 # usage: bench_smoke.sh PATH_TO_DROVER [PATH_TO_RAW_FLOOR]
 set -u
@@ -31,7 +32,7 @@ positive () {
 raw_args=(--skip-raw)
 [ -n "$RAW" ] && raw_args=(--raw "$RAW")
 TMPDIR="$TMP" "$DROVER" bench --jobs 3000 --window 500 --latency-jobs 50 \
-    --memory-jobs 3000 --json "${raw_args[@]}" >"$TMP/out" 2>"$TMP/err"
+    --memory-jobs 3000 --journal-jobs 3000 --json "${raw_args[@]}" >"$TMP/out" 2>"$TMP/err"
 code=$?
 cat "$TMP/out"
 [ "$code" = 0 ] || fail "bench --json exited $code; stderr: $(tail -c 600 "$TMP/err")"
@@ -45,10 +46,24 @@ fi
 [ "$(field ok)" = true ] || fail "ok is not true"
 [ "$(field curve)" = true ] || fail "curve is not true"
 [ "$(field jobs)" = 3000 ] || fail "jobs is not 3000"
+[ "$(field durability)" = '"both"' ] || fail "durability is not \"both\""
+[ "$(field primary)" = '"inmem"' ] || fail "primary is not \"inmem\""
 for name in seconds jobs_per_s latency_p50_ms latency_p99_ms broker_rss_before_kb \
-            broker_rss_after_kb broker_bytes_per_queued_job; do
+            broker_rss_after_kb broker_bytes_per_queued_job \
+            inmem_jobs_per_s inmem_latency_p50_ms inmem_latency_p99_ms \
+            durable_jobs_per_s durable_latency_p50_ms durable_latency_p99_ms \
+            durable_to_inmem_ratio journal_seconds journal_run_jobs_per_s \
+            journal_end_bytes journal_peak_bytes journal_idle_bytes journal_samples; do
     positive "$name"
 done
+[ "$(field jobs_per_s)" = "$(field inmem_jobs_per_s)" ] || fail "jobs_per_s is not in-memory's"
+[ "$(field journal_jobs)" = 3000 ] || fail "journal_jobs is not 3000"
+awk -v a="$(field durable_latency_p50_ms)" -v b="$(field durable_latency_p99_ms)" \
+    'BEGIN { exit !(a <= b) }' || fail "durable p50 above p99"
+# 3000 jobs of 64 bytes leave some journal, and not more than 1 MB per job.
+awk -v e="$(field journal_end_bytes)" -v p="$(field journal_peak_bytes)" \
+    'BEGIN { exit !(e >= 3000 * 64 && p >= e && p < 3000 * 1048576) }' \
+    || fail "journal sizes end $(field journal_end_bytes), peak $(field journal_peak_bytes) are not plausible"
 awk -v a="$(field latency_p50_ms)" -v b="$(field latency_p99_ms)" 'BEGIN { exit !(a <= b) }' \
     || fail "p50 above p99"
 # 3000 queued 64-byte jobs cannot take less than 64 bytes each, nor 1 MB each.
@@ -64,19 +79,24 @@ else
 fi
 
 # ---- human table, plaintext ---------------------------------------------------
-TMPDIR="$TMP" "$DROVER" bench --insecure --jobs 1000 --window 200 --latency-jobs 20 \
-    --memory-jobs 500 --skip-raw >"$TMP/out" 2>"$TMP/err"
+TMPDIR="$TMP" "$DROVER" bench --insecure --durability fsync --jobs 1000 --window 200 \
+    --latency-jobs 20 --memory-jobs 500 --journal-jobs 0 --skip-raw >"$TMP/out" 2>"$TMP/err"
 code=$?
 cat "$TMP/out"
 [ "$code" = 0 ] || fail "bench --insecure exited $code; stderr: $(tail -c 600 "$TMP/err")"
-for what in 'pipelined throughput' 'latency, one job at a time' 'broker memory per queued job'; do
+for what in 'pipelined throughput, durable (fsync)' 'latency, one job at a time, durable (fsync)' \
+            'broker memory per queued job'; do
     grep -q "^  $what  *[0-9p]" "$TMP/out" || fail "table has no '$what' figure"
 done
+grep -q 'pipelined throughput, in memory' "$TMP/out" && fail "--durability fsync ran in memory too"
+grep -q 'journal size' "$TMP/out" && fail "--journal-jobs 0 did not skip the journal phase"
 grep -q 'plaintext' "$TMP/out" || fail "table does not say plaintext"
 
 # ---- usage -----------------------------------------------------------------------
 "$DROVER" bench --jobs 0 >/dev/null 2>"$TMP/err"
 [ $? = 2 ] || fail "bench --jobs 0 did not exit 2"
+"$DROVER" bench --durability sometimes >/dev/null 2>"$TMP/err"
+[ $? = 2 ] || fail "bench --durability sometimes did not exit 2"
 "$DROVER" bench --frobnicate >/dev/null 2>"$TMP/err"
 [ $? = 2 ] || fail "bench --frobnicate did not exit 2"
 "$DROVER" bench --help >"$TMP/out" 2>&1 && grep -q 'Usage: drover bench' "$TMP/out" \

@@ -7,9 +7,11 @@ set(DROVER_IT_ENV
   "DROVER_PLUGIN=$<TARGET_FILE:drover_example_plugin>"
   "EXAMPLE_PRODUCER=$<TARGET_FILE:example_producer>"
   "EXAMPLE_WORKER=$<TARGET_FILE:example_worker>")
-foreach(name jobpath security faults restart examples)
+foreach(name jobpath security faults restart examples partition)
   add_test(NAME it_${name}
     COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/integration/${name}.sh)
   set_tests_properties(it_${name} PROPERTIES
     ENVIRONMENT "${DROVER_IT_ENV}" TIMEOUT 180)
 endforeach()
+# Needs root, ip netns and iptables; exits 77 (skipped) without them.
+set_tests_properties(it_partition PROPERTIES SKIP_RETURN_CODE 77 TIMEOUT 90)
