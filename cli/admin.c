@@ -7,17 +7,11 @@
 */
 #include "common.h"
 
-#include <assert.h>
 #include <inttypes.h>
-#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-
-enum {
-    OPT_LIMIT = 0x3000
-};
 
 static const char *s_queues_usage =
     "Usage: drover queues [--timeout S]\n"
@@ -88,65 +82,6 @@ static const char *s_dead_usage =
     "handled) or the broker refused, 2 bad usage, 3 cannot reach the broker or\n"
     "the key is not an admin's.\n";
 
-typedef struct {
-    drover_connect_t conn;      //  connection settings (borrowed from argv)
-    int timeout_ms;             //  per request
-    long limit;                 //  --limit, 0 if not given
-    bool limit_given;           //  --limit seen
-    char **words;               //  arguments after the options
-    int word_count;             //  how many
-} s_admin_args_t;
-
-//  Parses the options every admin command takes (--limit only where
-//  allowed). Returns -1 to go on, else the exit code (0 after --help).
-static int
-s_parse (int argc, char **argv, s_admin_args_t *args, const char *usage, bool takes_limit)
-{
-    static const struct option options [] = {
-        { "timeout", required_argument, NULL, 't' },
-        { "limit",   required_argument, NULL, OPT_LIMIT },
-        { "help",    no_argument,       NULL, 'h' },
-        CLI_CONNECT_OPTIONS,
-        { NULL, 0, NULL, 0 }
-    };
-    memset (args, 0, sizeof *args);
-    args->timeout_ms = CLI_DEFAULT_REQUEST_MS;
-    const char *cmd = argv [0];
-    int64_t ms;
-    int opt;
-    while ((opt = cli_getopt (argc, argv, ":t:h", options)) != -1) {
-        switch (opt) {
-            case 'h':
-                fputs (usage, stdout);
-                return CLI_EXIT_OK;
-            case 't':
-                if (cli_parse_seconds (optarg, &ms) || ms < 1 || ms > INT_MAX)
-                    return cli_usage (cmd, "--timeout wants seconds > 0, not '%s'", optarg);
-                args->timeout_ms = (int) ms;
-                break;
-            case OPT_LIMIT:
-                if (!takes_limit)
-                    return cli_usage (cmd, "unknown option '--limit'");
-                if (cli_parse_long (optarg, 1, 1000000, &args->limit))
-                    return cli_usage (cmd, "--limit must be a number >= 1, not '%s'", optarg);
-                args->limit_given = true;
-                break;
-            case '?':
-                return CLI_EXIT_USAGE;
-            default: {
-                int rc = cli_connect_option (&args->conn, cmd, opt, optarg);
-                if (rc < 0)
-                    return CLI_EXIT_USAGE;
-                assert (rc == 1);
-                break;
-            }
-        }
-    }
-    args->words = argv + optind;
-    args->word_count = argc - optind;
-    return -1;
-}
-
 //  Checks a queue name argument; prints a usage error and returns false.
 static bool
 s_queue_arg (const char *cmd, const char *queue)
@@ -161,16 +96,11 @@ s_queue_arg (const char *cmd, const char *queue)
 static int
 s_failed (const char *what, int rc, int timeout_ms)
 {
-    if (rc == DROVER_ETIMEDOUT)
-        cli_error ("%s: no answer from the broker within %.3g s", what, timeout_ms / 1000.0);
-    else
-    if (rc == DROVER_EDENIED)
+    if (rc == DROVER_EDENIED) {
         cli_error ("%s: refused, this needs an admin key (see 'drover keygen --role admin')", what);
-    else
-        cli_error ("%s: %s", what, drover_strerror (rc));
-    int code = cli_exit_code (rc);
-    //  EINVAL here is the broker's verdict, not our usage
-    return code == CLI_EXIT_USAGE? CLI_EXIT_FAILED: code;
+        return cli_exit_code (rc);
+    }
+    return cli_request_failed (what, rc, timeout_ms);
 }
 
 //  queues ---------------------------------------------------------------------
@@ -178,31 +108,12 @@ s_failed (const char *what, int rc, int timeout_ms)
 int
 cli_queues (int argc, char **argv)
 {
-    s_admin_args_t args;
-    int exit_code = s_parse (argc, argv, &args, s_queues_usage, false);
+    drover_stats_t *stats = NULL;
+    int exit_code = cli_request_stats (argc, argv, s_queues_usage, CLI_LIMIT_REFUSED,
+                                       s_failed, &stats);
     if (exit_code >= 0)
         return exit_code;
-    const char *cmd = argv [0];
-    if (args.word_count)
-        return cli_usage (cmd, "unexpected argument '%s'", args.words [0]);
-
-    drover_client_t *client = NULL;
-    exit_code = cli_connect (&args.conn, cmd, &client);
-    if (exit_code)
-        return exit_code;
-    drover_stats_t *stats = NULL;
-    int rc = drover_stats (client, &stats, args.timeout_ms);
-    if (rc) {
-        exit_code = s_failed ("queues", rc, args.timeout_ms);
-        drover_client_destroy (&client);
-        return exit_code;
-    }
-    int width = 5;
-    for (size_t index = 0; index < stats->queue_count; index++) {
-        int length = (int) strnlen (stats->queues [index].name, sizeof stats->queues [index].name);
-        if (length > width)
-            width = length;
-    }
+    int width = cli_queue_width (stats);
     printf ("%-*s %6s %10s %10s %10s %8s %12s %10s %8s %9s %9s\n", width, "QUEUE", "PAUSED",
             "QUEUED", "SCHEDULED", "RUNNING", "DEAD", "DONE", "FAILED", "WORKERS",
             "SUBMIT/S", "DONE/S");
@@ -215,7 +126,6 @@ cli_queues (int argc, char **argv)
                 queue->failed, queue->workers, queue->submit_rate, queue->done_rate);
     }
     drover_stats_destroy (&stats);
-    drover_client_destroy (&client);
     return CLI_EXIT_OK;
 }
 
@@ -224,8 +134,9 @@ cli_queues (int argc, char **argv)
 static int
 s_pause (int argc, char **argv, bool paused)
 {
-    s_admin_args_t args;
-    int exit_code = s_parse (argc, argv, &args, paused? s_pause_usage: s_resume_usage, false);
+    cli_request_args_t args;
+    int exit_code = cli_parse_request (argc, argv, paused? s_pause_usage: s_resume_usage,
+                                       CLI_LIMIT_REFUSED, &args);
     if (exit_code >= 0)
         return exit_code;
     const char *cmd = argv [0];
@@ -267,17 +178,8 @@ cli_resume (int argc, char **argv)
 
 //  dead -----------------------------------------------------------------------
 
-//  Replaces control characters so a text stays on its line.
-static void
-s_one_line (char *text)
-{
-    for (; *text; text++)
-        if ((unsigned char) *text < 0x20)
-            *text = ' ';
-}
-
 static int
-s_dead_list (drover_client_t *client, const char *queue, s_admin_args_t *args)
+s_dead_list (drover_client_t *client, const char *queue, cli_request_args_t *args)
 {
     drover_job_info_t *infos = NULL;
     size_t count = 0;
@@ -291,7 +193,7 @@ s_dead_list (drover_client_t *client, const char *queue, s_admin_args_t *args)
         char failed [32] = "-";
         if (info->finished_ms)
             cli_format_time (info->finished_ms, failed, sizeof failed);
-        s_one_line (info->error);
+        cli_one_line (info->error);
         printf ("%s attempts=%" PRIu32 " failed=%s error=%s\n", info->id, info->attempts,
                 failed, *info->error? info->error: "-");
     }
@@ -304,7 +206,7 @@ s_dead_list (drover_client_t *client, const char *queue, s_admin_args_t *args)
 //  named (and left alone) rather than counted.
 static int
 s_dead_act (drover_client_t *client, const char *queue, drover_dead_action_t action,
-            s_admin_args_t *args, const char *const *ids, size_t id_count)
+            cli_request_args_t *args, const char *const *ids, size_t id_count)
 {
     const char *verb = action == DROVER_DEAD_RETRY? "retried": "purged";
     const char *what = action == DROVER_DEAD_RETRY? "dead retry": "dead purge";
@@ -377,8 +279,8 @@ s_dead_act (drover_client_t *client, const char *queue, drover_dead_action_t act
 int
 cli_dead (int argc, char **argv)
 {
-    s_admin_args_t args;
-    int exit_code = s_parse (argc, argv, &args, s_dead_usage, true);
+    cli_request_args_t args;
+    int exit_code = cli_parse_request (argc, argv, s_dead_usage, CLI_LIMIT_TAKEN, &args);
     if (exit_code >= 0)
         return exit_code;
     const char *cmd = argv [0];
@@ -408,12 +310,8 @@ cli_dead (int argc, char **argv)
                           "'drover status ID')", ids [0]);
     if (action != DROVER_DEAD_LIST && args.limit_given)
         return cli_usage (cmd, "--limit is for 'dead list' only");
-    //  Check every id before connecting, so a typo costs no round trip
-    for (size_t index = 0; index < id_count; index++) {
-        uint8_t id [DROVER_ID_SIZE];
-        if (drover_id_parse (ids [index], id))
-            return cli_usage (cmd, "'%s' is not a job id (32 hex digits)", ids [index]);
-    }
+    if (cli_check_ids (cmd, ids, id_count))
+        return CLI_EXIT_USAGE;
 
     drover_client_t *client = NULL;
     exit_code = cli_connect (&args.conn, cmd, &client);

@@ -84,17 +84,6 @@ extern char **environ;
 
 //  bench-worker -----------------------------------------------------------------
 
-//  The worker the signal handler stops; set before handlers are installed.
-static drover_worker_t *s_worker = NULL;
-
-static void
-s_stop_worker (int signal_number)
-{
-    (void) signal_number;
-    if (s_worker)
-        drover_worker_stop (s_worker);
-}
-
 //  Echo: the result is the payload.
 static int
 s_echo_handler (drover_job_t *job, void *arg)
@@ -122,7 +111,7 @@ cli_bench_worker (int argc, char **argv)
     const char *queue = BENCH_QUEUE;
     long concurrency = 1, prefetch = WORKER_PREFETCH;
     int opt;
-    while ((opt = cli_getopt (argc, argv, ":q:c:p:h", options)) != -1) {
+    while ((opt = cli_getopt_connect (argc, argv, ":q:c:p:h", options, &cfg)) != -1) {
         switch (opt) {
             case 'q':
                 if (!cli_valid_queue (optarg))
@@ -145,47 +134,13 @@ cli_bench_worker (int argc, char **argv)
                         "and returns each payload as the result. Stops on SIGTERM after\n"
                         "finishing the jobs it holds.\n\n" CLI_CONNECT_HELP);
                 return CLI_EXIT_OK;
-            case '?':
-                return CLI_EXIT_USAGE;
             default:
-                if (cli_connect_option (&cfg, cmd, opt, optarg) != 1)
-                    return CLI_EXIT_USAGE;
-                break;
+                return CLI_EXIT_USAGE;
         }
     }
     if (optind < argc)
         return cli_usage (cmd, "unexpected argument '%s'", argv [optind]);
-    int rc = cli_connect_resolve (&cfg, cmd);
-    if (rc)
-        return rc;
-    //  If the bench dies without stopping us (kill -9), do not linger.
-    prctl (PR_SET_PDEATHSIG, SIGTERM);
-
-    s_worker = drover_worker_new (&cfg);
-    if (!s_worker) {
-        cli_error ("bench-worker: cannot create a worker");
-        return CLI_EXIT_FAILED;
-    }
-    drover_worker_handle (s_worker, queue, s_echo_handler, NULL);
-    drover_worker_set_concurrency (s_worker, (int) concurrency);
-    drover_worker_set_prefetch (s_worker, (int) prefetch);
-
-    struct sigaction action;
-    memset (&action, 0, sizeof action);
-    action.sa_handler = s_stop_worker;
-    sigemptyset (&action.sa_mask);
-    sigaction (SIGTERM, &action, NULL);
-    sigaction (SIGINT, &action, NULL);
-    if (cli_interrupted ())
-        drover_worker_stop (s_worker);
-
-    rc = drover_worker_run (s_worker);
-    if (rc)
-        cli_error ("bench-worker: %s (broker %s)", drover_strerror (rc), cfg.endpoint);
-    drover_worker_t *worker = s_worker;
-    s_worker = NULL;
-    drover_worker_destroy (&worker);
-    return cli_exit_code (rc);
+    return cli_worker_serve (&cfg, cmd, queue, s_echo_handler, (int) concurrency, (int) prefetch);
 }
 
 //  Small helpers -------------------------------------------------------------------
@@ -249,35 +204,6 @@ s_self_cpu_seconds (void)
     getrusage (RUSAGE_SELF, &usage);
     return usage.ru_utime.tv_sec + usage.ru_utime.tv_usec / 1e6
          + usage.ru_stime.tv_sec + usage.ru_stime.tv_usec / 1e6;
-}
-
-//  True once pid has ended (reaped, *pid_p set to 0).
-static bool
-s_ended (int *pid_p, int *status_p)
-{
-    if (*pid_p <= 0)
-        return true;
-    int status = 0;
-    pid_t rc = waitpid ((pid_t) *pid_p, &status, WNOHANG);
-    if (rc == (pid_t) *pid_p || (rc < 0 && errno == ECHILD)) {
-        *pid_p = 0;
-        if (status_p)
-            *status_p = status;
-        return true;
-    }
-    return false;
-}
-
-static void
-s_describe_status (int status, char *text, size_t size)
-{
-    if (WIFEXITED (status))
-        snprintf (text, size, "exited with status %d", WEXITSTATUS (status));
-    else
-    if (WIFSIGNALED (status))
-        snprintf (text, size, "was killed by signal %d", WTERMSIG (status));
-    else
-        snprintf (text, size, "ended (status %d)", status);
 }
 
 //  Prints the last lines of a log file on stderr, indented.
@@ -371,9 +297,9 @@ s_broker_wait_ready (broker_proc_t *broker, int timeout_ms)
         if (file)
             fclose (file);
         int status = 0;
-        if (s_ended (&broker->pid, &status)) {
+        if (cli_child_ended (&broker->pid, 1, &status)) {
             char text [64];
-            s_describe_status (status, text, sizeof text);
+            cli_describe_status (status, text, sizeof text);
             cli_error ("bench: " BROKER_PROGRAM " %s before serving; its log:", text);
             s_show_log_tail (broker->log);
             return -1;
@@ -724,58 +650,11 @@ s_latency (bench_t *self, bench_mode_t *mode, drover_client_t *client, long warm
     return rc;
 }
 
-//  Waits until count bench workers serve the queue, watching their pids.
-static int
-s_wait_workers (drover_client_t *client, int *pids, size_t count, int timeout_ms)
-{
-    int64_t deadline = cli_now_ms () + timeout_ms;
-    uint32_t joined = 0;
-    while (cli_now_ms () < deadline) {
-        for (size_t index = 0; index < count; index++) {
-            int status = 0;
-            int pid = pids [index];
-            if (s_ended (&pids [index], &status)) {
-                char text [64];
-                s_describe_status (status, text, sizeof text);
-                cli_error ("bench: worker process %d %s", pid, text);
-                return -1;
-            }
-        }
-        if (cli_interrupted ()) {
-            cli_error ("bench: interrupted");
-            return -1;
-        }
-        drover_stats_t *stats = NULL;
-        if (drover_stats (client, &stats, 1000) == DROVER_OK) {
-            joined = 0;
-            for (size_t index = 0; index < stats->queue_count; index++)
-                if (streq (stats->queues [index].name, BENCH_QUEUE))
-                    joined = stats->queues [index].workers;
-            drover_stats_destroy (&stats);
-            if (joined >= count)
-                return 0;
-        }
-        usleep (20 * 1000);
-    }
-    cli_error ("bench: only %u of %zu workers joined the broker within %d s",
-               joined, count, timeout_ms / 1000);
-    return -1;
-}
-
 static int
 s_client_connect (bench_t *self, const broker_proc_t *broker, drover_client_t **client_p)
 {
-    drover_connect_t cfg;
-    memset (&cfg, 0, sizeof cfg);
-    cfg.endpoint = broker->producers;
-    cfg.insecure = self->insecure;
-    if (!self->insecure) {
-        cfg.server_key = self->ring.server;
-        cfg.cert = self->ring.producer_secret;
-    }
-    cfg.timeout_ms = CLI_DEFAULT_CONNECT_MS;
-    cfg.name = "drover-bench";
-    return cli_connect (&cfg, self->cmd, client_p) == 0? 0: -1;
+    return cli_connect_local (self->cmd, broker->producers, self->insecure? NULL: &self->ring,
+                              "drover-bench", client_p) == 0? 0: -1;
 }
 
 //  A broker, W echo worker processes serving BENCH_QUEUE, and a client.
@@ -814,37 +693,22 @@ s_rig_start (bench_t *self, rig_t *rig, const char *name, bool durable, const ch
 
     char prefetch [16];
     snprintf (prefetch, sizeof prefetch, "%d", WORKER_PREFETCH);
-    char *argv [16];
-    int argc = 0;
-    argv [argc++] = self->self;
-    argv [argc++] = "bench-worker";
-    argv [argc++] = "--broker";
-    argv [argc++] = rig->broker.workers;
+    char *argv [CLI_WORKER_ARGV_MAX + 7];
+    int argc = cli_worker_argv (argv, self->self, "bench-worker", rig->broker.workers,
+                                self->insecure? NULL: &self->ring);
     argv [argc++] = "--queue";
     argv [argc++] = BENCH_QUEUE;
     argv [argc++] = "--concurrency";
     argv [argc++] = "1";
     argv [argc++] = "--prefetch";
     argv [argc++] = prefetch;
-    if (self->insecure)
-        argv [argc++] = "--insecure";
-    else {
-        argv [argc++] = "--server-key";
-        argv [argc++] = self->ring.server;
-        argv [argc++] = "--cert";
-        argv [argc++] = self->ring.worker_secret;
-    }
     argv [argc] = NULL;
-    for (long index = 0; index < self->workers; index++) {
-        rig->pids [index] = cli_spawn (argv);
-        if (rig->pids [index] < 0) {
-            rig->pids [index] = 0;
-            return -1;
-        }
-    }
+    if (cli_spawn_many (argv, rig->pids, (size_t) self->workers))
+        return -1;
     if (s_client_connect (self, &rig->broker, &rig->client))
         return -1;
-    return s_wait_workers (rig->client, rig->pids, (size_t) self->workers, START_TIMEOUT_MS);
+    return cli_wait_workers (self->cmd, rig->client, BENCH_QUEUE, rig->pids,
+                             (size_t) self->workers, START_TIMEOUT_MS);
 }
 
 //  Phases 1 and 2 for one durability mode: throughput, then latency.
@@ -1173,7 +1037,7 @@ s_raw_run (bench_t *self, bool curve, int batch, double *rate)
     const char *field = strstr (output, "\"jobs_per_s\":");
     if (!WIFEXITED (status) || WEXITSTATUS (status) != 0 || !field) {
         char text [64];
-        s_describe_status (status, text, sizeof text);
+        cli_describe_status (status, text, sizeof text);
         cli_error ("bench: %s (%s, batch %d) %s without a result", argv [0],
                    curve? "CURVE": "no CURVE", batch, text);
         return -1;
@@ -1562,13 +1426,9 @@ cli_bench (int argc, char **argv)
     if (self.skip_raw)
         snprintf (self.raw_note, sizeof self.raw_note, "skipped (--skip-raw)");
 
-    const char *tmp_root = getenv ("TMPDIR");
-    self.tmp_dir = zsys_sprintf ("%s/drover-bench-XXXXXX", tmp_root && *tmp_root? tmp_root: "/tmp");
-    if (!self.tmp_dir || !mkdtemp (self.tmp_dir)) {
-        cli_error ("bench: cannot create a temporary directory: %s", strerror (errno));
-        zstr_free (&self.tmp_dir);
+    self.tmp_dir = cli_temp_dir (cmd);
+    if (!self.tmp_dir)
         goto done;
-    }
     char *keys_dir = zsys_sprintf ("%s/keys", self.tmp_dir);
     bool reused;
     int keys_rc = keys_dir? cli_keyring_open (&self.ring, keys_dir, &reused): -1;

@@ -1,5 +1,5 @@
-/*  common.c - option parsing, connecting, exit codes, signals and child
-    processes for the drover CLI. See common.h.
+/*  common.c - option parsing, connecting, requests, exit codes, signals,
+    child processes and local workers for the drover CLI. See common.h.
 */
 #include "common.h"
 
@@ -11,6 +11,7 @@
 #include <limits.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/prctl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -224,13 +225,14 @@ cli_parse_time (const char *text, uint64_t *ms_p)
     ||  hour > 23 || minute > 59 || second > 59)
         return -1;
     //  A calendar check: the date must come back unchanged (no 31 April)
-    struct tm fields = {0};
-    fields.tm_year = year - 1900;
-    fields.tm_mon = month - 1;
-    fields.tm_mday = day;
-    fields.tm_hour = hour;
-    fields.tm_min = minute;
-    fields.tm_sec = second;
+    struct tm wanted = {0};
+    wanted.tm_year = year - 1900;
+    wanted.tm_mon = month - 1;
+    wanted.tm_mday = day;
+    wanted.tm_hour = hour;
+    wanted.tm_min = minute;
+    wanted.tm_sec = second;
+    struct tm fields = wanted;
     time_t as_utc = timegm (&fields);
     if (fields.tm_mday != day || fields.tm_mon != month - 1)
         return -1;
@@ -238,13 +240,7 @@ cli_parse_time (const char *text, uint64_t *ms_p)
     if (utc)
         when = as_utc - offset;
     else {
-        fields = (struct tm) {0};
-        fields.tm_year = year - 1900;
-        fields.tm_mon = month - 1;
-        fields.tm_mday = day;
-        fields.tm_hour = hour;
-        fields.tm_min = minute;
-        fields.tm_sec = second;
+        fields = wanted;
         fields.tm_isdst = -1;
         when = mktime (&fields);
     }
@@ -309,6 +305,21 @@ cli_connect_option (drover_connect_t *cfg, const char *cmd, int opt, const char 
         default:
             return 0;
     }
+}
+
+int
+cli_getopt_connect (int argc, char **argv, const char *shortopts,
+                    const struct option *longopts, drover_connect_t *cfg)
+{
+    int opt;
+    while ((opt = cli_getopt (argc, argv, shortopts, longopts)) != -1 && opt != '?') {
+        int rc = cli_connect_option (cfg, argv [0], opt, optarg);
+        if (rc < 0)
+            return '?';
+        if (rc == 0)
+            return opt;
+    }
+    return opt;
 }
 
 //  Checks that a certificate file can be read, so a typo in a path gets a
@@ -377,6 +388,127 @@ cli_connect (drover_connect_t *cfg, const char *cmd, drover_client_t **client_p)
     }
     //  Whatever the SDK said, a failed connect is a connection problem.
     return rc == DROVER_EINVAL? CLI_EXIT_USAGE: CLI_EXIT_CONNECT;
+}
+
+//  Requests --------------------------------------------------------------
+
+enum {
+    OPT_LIMIT = 0x1100
+};
+
+int
+cli_parse_request (int argc, char **argv, const char *usage, cli_limit_t limit,
+                   cli_request_args_t *args)
+{
+    //  Two tables, so that a command without --limit treats it as any
+    //  unknown option, and one that refuses it names it
+    static const struct option options [] = {
+        { "timeout", required_argument, NULL, 't' },
+        { "help",    no_argument,       NULL, 'h' },
+        CLI_CONNECT_OPTIONS,
+        { NULL, 0, NULL, 0 }
+    };
+    static const struct option limit_options [] = {
+        { "timeout", required_argument, NULL, 't' },
+        { "limit",   required_argument, NULL, OPT_LIMIT },
+        { "help",    no_argument,       NULL, 'h' },
+        CLI_CONNECT_OPTIONS,
+        { NULL, 0, NULL, 0 }
+    };
+    memset (args, 0, sizeof *args);
+    args->timeout_ms = CLI_DEFAULT_REQUEST_MS;
+    const char *cmd = argv [0];
+    int64_t ms;
+    int opt;
+    while ((opt = cli_getopt_connect (argc, argv, ":t:h",
+                                      limit == CLI_LIMIT_NONE? options: limit_options,
+                                      &args->conn)) != -1) {
+        switch (opt) {
+            case 'h':
+                fputs (usage, stdout);
+                return CLI_EXIT_OK;
+            case 't':
+                if (cli_parse_seconds (optarg, &ms) || ms < 1 || ms > INT_MAX)
+                    return cli_usage (cmd, "--timeout wants seconds > 0, not '%s'", optarg);
+                args->timeout_ms = (int) ms;
+                break;
+            case OPT_LIMIT:
+                if (limit != CLI_LIMIT_TAKEN)
+                    return cli_usage (cmd, "unknown option '--limit'");
+                if (cli_parse_long (optarg, 1, 1000000, &args->limit))
+                    return cli_usage (cmd, "--limit must be a number >= 1, not '%s'", optarg);
+                args->limit_given = true;
+                break;
+            default:
+                return CLI_EXIT_USAGE;
+        }
+    }
+    args->words = argv + optind;
+    args->word_count = argc - optind;
+    return -1;
+}
+
+int
+cli_request_failed (const char *what, int rc, int timeout_ms)
+{
+    if (rc == DROVER_ETIMEDOUT)
+        cli_error ("%s: no answer from the broker within %.3g s", what, timeout_ms / 1000.0);
+    else
+        cli_error ("%s: %s", what, drover_strerror (rc));
+    int code = cli_exit_code (rc);
+    return code == CLI_EXIT_USAGE? CLI_EXIT_FAILED: code;
+}
+
+int
+cli_request_stats (int argc, char **argv, const char *usage, cli_limit_t limit,
+                   cli_failed_fn *failed, drover_stats_t **stats_p)
+{
+    cli_request_args_t args;
+    int exit_code = cli_parse_request (argc, argv, usage, limit, &args);
+    if (exit_code >= 0)
+        return exit_code;
+    const char *cmd = argv [0];
+    if (args.word_count)
+        return cli_usage (cmd, "unexpected argument '%s'", args.words [0]);
+
+    drover_client_t *client = NULL;
+    exit_code = cli_connect (&args.conn, cmd, &client);
+    if (exit_code)
+        return exit_code;
+    int rc = drover_stats (client, stats_p, args.timeout_ms);
+    drover_client_destroy (&client);
+    return rc? failed (cmd, rc, args.timeout_ms): -1;
+}
+
+int
+cli_check_ids (const char *cmd, const char *const *ids, size_t count)
+{
+    for (size_t index = 0; index < count; index++) {
+        uint8_t id [DROVER_ID_SIZE];
+        if (drover_id_parse (ids [index], id))
+            return cli_usage (cmd, "'%s' is not a job id (32 hex digits)", ids [index]);
+    }
+    return CLI_EXIT_OK;
+}
+
+void
+cli_one_line (char *text)
+{
+    for (; *text; text++)
+        if ((unsigned char) *text < 0x20)
+            *text = ' ';
+}
+
+int
+cli_queue_width (const drover_stats_t *stats)
+{
+    int width = 5;
+    for (size_t index = 0; index < stats->queue_count; index++) {
+        int length = (int) strnlen (stats->queues [index].name, sizeof stats->queues [index].name);
+        if (length > width)
+            width = length;
+    }
+    return width;
 }
 
 //  Signals and waiting ---------------------------------------------------
@@ -499,13 +631,56 @@ cli_spawn (char *const argv [])
     return (int) pid;
 }
 
-//  Reaps pid if it has ended; true when it is gone.
-static bool
-s_reaped (int pid)
+int
+cli_spawn_many (char *const argv [], int *pids, size_t count)
 {
-    int status;
+    for (size_t index = 0; index < count; index++) {
+        pids [index] = cli_spawn (argv);
+        if (pids [index] < 0) {
+            pids [index] = 0;
+            return -1;
+        }
+    }
+    return 0;
+}
+
+//  Reaps pid if it has ended; true when it is gone (*status_p set, 0 when
+//  someone else reaped it).
+static bool
+s_reaped (int pid, int *status_p)
+{
+    int status = 0;
     pid_t rc = waitpid ((pid_t) pid, &status, WNOHANG);
+    *status_p = status;
     return rc == (pid_t) pid || (rc < 0 && errno == ECHILD);
+}
+
+int
+cli_child_ended (int *pids, size_t count, int *status_p)
+{
+    for (size_t index = 0; index < count; index++) {
+        int status;
+        if (pids [index] > 0 && s_reaped (pids [index], &status)) {
+            int pid = pids [index];
+            pids [index] = 0;
+            if (status_p)
+                *status_p = status;
+            return pid;
+        }
+    }
+    return 0;
+}
+
+void
+cli_describe_status (int status, char *text, size_t size)
+{
+    if (WIFEXITED (status))
+        snprintf (text, size, "exited with status %d", WEXITSTATUS (status));
+    else
+    if (WIFSIGNALED (status))
+        snprintf (text, size, "was killed by signal %d", WTERMSIG (status));
+    else
+        snprintf (text, size, "ended (status %d)", status);
 }
 
 void
@@ -520,7 +695,8 @@ cli_stop_children (int *pids, size_t count, int grace_ms)
     for (;;) {
         size_t left = 0;
         for (size_t index = 0; index < count; index++) {
-            if (pids [index] > 0 && s_reaped (pids [index]))
+            int status;
+            if (pids [index] > 0 && s_reaped (pids [index], &status))
                 pids [index] = 0;
             if (pids [index] > 0)
                 left++;
@@ -628,4 +804,151 @@ cli_remove_tree (const char *path)
     }
     else
         unlink (path);
+}
+
+char *
+cli_temp_dir (const char *cmd)
+{
+    const char *root = getenv ("TMPDIR");
+    char *dir = zsys_sprintf ("%s/drover-%s-XXXXXX", root && *root? root: "/tmp", cmd);
+    if (!dir || !mkdtemp (dir)) {
+        cli_error ("%s: cannot create a temporary directory: %s", cmd, strerror (errno));
+        zstr_free (&dir);
+    }
+    return dir;
+}
+
+//  Local workers ---------------------------------------------------------
+
+int
+cli_worker_argv (char **argv, const char *program, const char *subcommand,
+                 const char *endpoint, const cli_keyring_t *ring)
+{
+    int argc = 0;
+    argv [argc++] = (char *) program;
+    if (subcommand)
+        argv [argc++] = (char *) subcommand;
+    argv [argc++] = "--broker";
+    argv [argc++] = (char *) endpoint;
+    if (ring) {
+        argv [argc++] = "--server-key";
+        argv [argc++] = ring->server;
+        argv [argc++] = "--cert";
+        argv [argc++] = ring->worker_secret;
+    }
+    else
+        argv [argc++] = "--insecure";
+    assert (argc <= CLI_WORKER_ARGV_MAX);
+    return argc;
+}
+
+int
+cli_connect_local (const char *cmd, const char *endpoint, const cli_keyring_t *ring,
+                   const char *name, drover_client_t **client_p)
+{
+    drover_connect_t cfg;
+    memset (&cfg, 0, sizeof cfg);
+    cfg.endpoint = endpoint;
+    cfg.insecure = ring == NULL;
+    if (ring) {
+        cfg.server_key = ring->server;
+        cfg.cert = ring->producer_secret;
+    }
+    cfg.timeout_ms = CLI_DEFAULT_CONNECT_MS;
+    cfg.name = name;
+    return cli_connect (&cfg, cmd, client_p);
+}
+
+int
+cli_reap_worker (const char *cmd, int *pids, size_t count)
+{
+    int status = 0;
+    int pid = cli_child_ended (pids, count, &status);
+    if (pid) {
+        char text [64];
+        cli_describe_status (status, text, sizeof text);
+        cli_error ("%s: worker process %d %s", cmd, pid, text);
+    }
+    return pid;
+}
+
+int
+cli_wait_workers (const char *cmd, drover_client_t *client, const char *queue,
+                  int *pids, size_t count, int timeout_ms)
+{
+    int64_t deadline = cli_now_ms () + timeout_ms;
+    uint32_t joined = 0;
+    while (cli_now_ms () < deadline) {
+        if (cli_reap_worker (cmd, pids, count))
+            return -1;
+        if (cli_interrupted ()) {
+            cli_error ("%s: interrupted", cmd);
+            return -1;
+        }
+        drover_stats_t *stats = NULL;
+        if (drover_stats (client, &stats, 1000) == DROVER_OK) {
+            joined = 0;
+            for (size_t index = 0; index < stats->queue_count; index++)
+                if (streq (stats->queues [index].name, queue))
+                    joined = stats->queues [index].workers;
+            drover_stats_destroy (&stats);
+            if (joined >= count)
+                return 0;
+        }
+        usleep (20 * 1000);
+    }
+    cli_error ("%s: only %u of %zu workers joined the broker within %d s",
+               cmd, joined, count, timeout_ms / 1000);
+    return -1;
+}
+
+//  The worker the signal handler stops; set before handlers are installed.
+static drover_worker_t *s_worker = NULL;
+
+static void
+s_stop_worker (int signal_number)
+{
+    (void) signal_number;
+    if (s_worker)
+        drover_worker_stop (s_worker);
+}
+
+int
+cli_worker_serve (drover_connect_t *cfg, const char *cmd, const char *queue,
+                  drover_handler_fn *handler, int concurrency, int prefetch)
+{
+    int rc = cli_connect_resolve (cfg, cmd);
+    if (rc)
+        return rc;
+    //  If the command that started us dies without stopping us (kill -9),
+    //  do not linger.
+    prctl (PR_SET_PDEATHSIG, SIGTERM);
+
+    s_worker = drover_worker_new (cfg);
+    if (!s_worker) {
+        cli_error ("%s: cannot create a worker", cmd);
+        return CLI_EXIT_FAILED;
+    }
+    drover_worker_handle (s_worker, queue, handler, NULL);
+    drover_worker_set_concurrency (s_worker, concurrency);
+    if (prefetch >= 0)
+        drover_worker_set_prefetch (s_worker, prefetch);
+
+    struct sigaction action;
+    memset (&action, 0, sizeof action);
+    action.sa_handler = s_stop_worker;
+    sigemptyset (&action.sa_mask);
+    sigaction (SIGTERM, &action, NULL);
+    sigaction (SIGINT, &action, NULL);
+    //  A stop requested before the handler was in place is not lost.
+    if (cli_interrupted ())
+        drover_worker_stop (s_worker);
+
+    rc = drover_worker_run (s_worker);
+    if (rc)
+        cli_error ("%s: %s (broker %s)", cmd, drover_strerror (rc), cfg->endpoint);
+    drover_worker_t *worker = s_worker;
+    s_worker = NULL;
+    drover_worker_destroy (&worker);
+    return cli_exit_code (rc);
 }

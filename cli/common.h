@@ -4,8 +4,9 @@
     up.c, demo.c, bench.c) and exports one cli_<command> function per command;
     main.c dispatches to them through a table. This header holds what they
     share: error output and exit codes, option parsing, connection options
-    and the connect step, waiting on futures with interrupt checks, and the
-    key ring that `up` and `demo` generate.
+    and the connect step, the request commands' options, waiting on futures
+    with interrupt checks, the key ring that `up`, `demo` and `bench`
+    generate, and the worker processes they start.
 
     Exit codes (the contract scripts rely on):
         0   success
@@ -132,6 +133,12 @@ enum {
 //  option, or -1 after printing a usage error for a bad value.
 int cli_connect_option (drover_connect_t *cfg, const char *cmd, int opt, const char *arg);
 
+//  cli_getopt for a command that takes CLI_CONNECT_OPTIONS: handles those
+//  into cfg itself and returns the next other option, -1 at the end, or
+//  '?' after printing a usage error (the caller returns CLI_EXIT_USAGE).
+int cli_getopt_connect (int argc, char **argv, const char *shortopts,
+                        const struct option *longopts, drover_connect_t *cfg);
+
 //  Completes cfg from the environment and defaults and checks it: a usage
 //  error (missing keys without --insecure) returns CLI_EXIT_USAGE, an
 //  unreadable key file CLI_EXIT_CONNECT; both print why. Returns 0 if usable.
@@ -140,6 +147,56 @@ int cli_connect_resolve (drover_connect_t *cfg, const char *cmd);
 //  Resolves cfg, connects and reports any failure in one line. Returns 0
 //  with *client_p set, or the exit code to return.
 int cli_connect (drover_connect_t *cfg, const char *cmd, drover_client_t **client_p);
+
+//  Requests: stats, queues, pause, resume and dead ask the broker one thing
+//  and take --timeout S (seconds > 0, default 5), --help, the connection
+//  options and, for dead, --limit N.
+
+typedef struct {
+    drover_connect_t conn;      //  connection settings (borrowed from argv)
+    int timeout_ms;             //  per request
+    long limit;                 //  --limit, 0 if not given
+    bool limit_given;           //  --limit seen
+    char **words;               //  arguments after the options
+    int word_count;             //  how many
+} cli_request_args_t;
+
+typedef enum {
+    CLI_LIMIT_NONE,             //  --limit is no option of the command
+    CLI_LIMIT_REFUSED,          //  --limit is known, but a usage error here
+    CLI_LIMIT_TAKEN             //  --limit N, N >= 1
+} cli_limit_t;
+
+//  Parses a request command's options into args; --help prints usage.
+//  Returns -1 to go on, else the exit code to return (0 after --help).
+int cli_parse_request (int argc, char **argv, const char *usage, cli_limit_t limit,
+                       cli_request_args_t *args);
+
+//  Reports a failed request about what: no answer within timeout_ms, or
+//  the SDK's reason. Returns the exit code (EINVAL is the broker's verdict
+//  here, not our usage: 1, not 2).
+int cli_request_failed (const char *what, int rc, int timeout_ms);
+
+//  How a command reports a failed request; returns the exit code.
+typedef int (cli_failed_fn) (const char *what, int rc, int timeout_ms);
+
+//  The start of stats and queues: parses the options (no arguments),
+//  connects and asks for the broker's stats; failed reports a failed
+//  request under the command's name. Returns -1 with *stats_p set (free
+//  it with drover_stats_destroy), else the exit code to return.
+int cli_request_stats (int argc, char **argv, const char *usage, cli_limit_t limit,
+                       cli_failed_fn *failed, drover_stats_t **stats_p);
+
+//  Checks that each of ids is a job id (32 hex digits), before connecting
+//  so that a typo costs no round trip. Returns 0, or CLI_EXIT_USAGE after
+//  printing the first bad one.
+int cli_check_ids (const char *cmd, const char *const *ids, size_t count);
+
+//  Replaces control characters with spaces so a text stays on its line.
+void cli_one_line (char *text);
+
+//  Width of a table's QUEUE column: the longest queue name, at least 5.
+int cli_queue_width (const drover_stats_t *stats);
 
 //  Signals and waiting ---------------------------------------------------
 
@@ -205,9 +262,23 @@ void cli_keyring_close (cli_keyring_t *ring);
 //  Returns the pid or -1 (printed).
 int cli_spawn (char *const argv []);
 
+//  Starts count copies of argv with cli_spawn, their pids in pids. Returns
+//  0, or -1 (printed) with the failed one and any after it 0: stop those
+//  started with cli_stop_children in either case.
+int cli_spawn_many (char *const argv [], int *pids, size_t count);
+
 //  Sends SIGTERM to each pid > 0 and reaps them; after grace_ms sends
 //  SIGKILL to those left. Sets each reaped pid to 0.
 void cli_stop_children (int *pids, size_t count, int grace_ms);
+
+//  Reaps the first of pids (those > 0) that has ended and sets it to 0;
+//  *status_p gets its wait status unless status_p is NULL. Returns its pid,
+//  or 0 while all run.
+int cli_child_ended (int *pids, size_t count, int *status_p);
+
+//  Describes a wait status: "exited with status N", "was killed by signal
+//  N", else "ended (status N)".
+void cli_describe_status (int status, char *text, size_t size);
 
 //  Our own executable's path (/proc/self/exe), heap string or NULL.
 char *cli_self_exe (void);
@@ -222,5 +293,48 @@ char *cli_find_program (const char *name, const char *tree_dir);
 //  Removes path and, for a directory, everything under it (without
 //  following symbolic links). Best effort: what cannot go stays.
 void cli_remove_tree (const char *path);
+
+//  Creates a fresh directory $TMPDIR/drover-CMD-XXXXXX (/tmp without
+//  TMPDIR). Returns its path (free with zstr_free), or NULL (printed).
+char *cli_temp_dir (const char *cmd);
+
+//  Local workers: `demo` and `bench` start hidden worker commands of this
+//  executable, `up` starts drover-worker -------------------------------
+
+//  Most words cli_worker_argv writes.
+#define CLI_WORKER_ARGV_MAX 8
+
+//  Writes the start of a worker's command line into argv: program, the
+//  subcommand unless NULL, --broker endpoint, and ring's worker
+//  credentials (--insecure when ring is NULL). Returns how many words it
+//  wrote; the caller adds the worker's own options and the final NULL.
+int cli_worker_argv (char **argv, const char *program, const char *subcommand,
+                     const char *endpoint, const cli_keyring_t *ring);
+
+//  Connects to a local broker with ring's producer key (insecure when ring
+//  is NULL), reporting any failure. Returns 0 with *client_p set, or the
+//  exit code to return.
+int cli_connect_local (const char *cmd, const char *endpoint, const cli_keyring_t *ring,
+                       const char *name, drover_client_t **client_p);
+
+//  Waits until count workers serve queue, so that timings cover the work,
+//  not the workers' start. Watches pids, so a worker that cannot connect
+//  is reported at once. Returns 0, or -1 when a worker died, on interrupt,
+//  or after timeout_ms (all printed as "CMD: ...").
+int cli_wait_workers (const char *cmd, drover_client_t *client, const char *queue,
+                      int *pids, size_t count, int timeout_ms);
+
+//  Reaps the first of pids that has ended, reports it on stderr as
+//  "CMD: worker process PID exited with status N" (or killed by signal N),
+//  and returns its pid; 0 while all run.
+int cli_reap_worker (const char *cmd, int *pids, size_t count);
+
+//  The body of a hidden worker command (demo-worker, bench-worker), after
+//  its options: resolves cfg, asks to be stopped when the parent dies,
+//  and serves queue with handler (concurrency threads; prefetch < 0 keeps
+//  the SDK's default) until SIGTERM or SIGINT, which stop it after the
+//  jobs it holds. Errors are reported as "CMD: ...". Returns the exit code.
+int cli_worker_serve (drover_connect_t *cfg, const char *cmd, const char *queue,
+                      drover_handler_fn *handler, int concurrency, int prefetch);
 
 #endif

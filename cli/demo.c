@@ -15,13 +15,10 @@
 #include <dirent.h>
 #include <inttypes.h>
 #include <limits.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -90,17 +87,6 @@ s_parse_range (const void *data, size_t size, uint64_t *lo_p, uint64_t *hi_p)
 
 //  demo-worker ------------------------------------------------------------------
 
-//  The worker the signal handler stops; set before handlers are installed.
-static drover_worker_t *s_worker = NULL;
-
-static void
-s_stop_worker (int signal_number)
-{
-    (void) signal_number;
-    if (s_worker)
-        drover_worker_stop (s_worker);
-}
-
 static int
 s_primes_handler (drover_job_t *job, void *arg)
 {
@@ -135,7 +121,7 @@ cli_demo_worker (int argc, char **argv)
     memset (&cfg, 0, sizeof cfg);
     long threads = 1;
     int opt;
-    while ((opt = cli_getopt (argc, argv, ":t:h", options)) != -1) {
+    while ((opt = cli_getopt_connect (argc, argv, ":t:h", options, &cfg)) != -1) {
         switch (opt) {
             case 't':
                 if (cli_parse_long (optarg, 1, 1024, &threads))
@@ -148,47 +134,13 @@ cli_demo_worker (int argc, char **argv)
                         "result the number of primes in [LO, HI). Stops on SIGTERM\n"
                         "after finishing the jobs it holds.\n\n" CLI_CONNECT_HELP);
                 return CLI_EXIT_OK;
-            case '?':
-                return CLI_EXIT_USAGE;
             default:
-                if (cli_connect_option (&cfg, cmd, opt, optarg) != 1)
-                    return CLI_EXIT_USAGE;
-                break;
+                return CLI_EXIT_USAGE;
         }
     }
     if (optind < argc)
         return cli_usage (cmd, "unexpected argument '%s'", argv [optind]);
-    int rc = cli_connect_resolve (&cfg, cmd);
-    if (rc)
-        return rc;
-    //  If the demo dies without stopping us (kill -9), do not linger.
-    prctl (PR_SET_PDEATHSIG, SIGTERM);
-
-    s_worker = drover_worker_new (&cfg);
-    if (!s_worker) {
-        cli_error ("demo-worker: cannot create a worker");
-        return CLI_EXIT_FAILED;
-    }
-    drover_worker_handle (s_worker, DEMO_QUEUE, s_primes_handler, NULL);
-    drover_worker_set_concurrency (s_worker, (int) threads);
-
-    struct sigaction action;
-    memset (&action, 0, sizeof action);
-    action.sa_handler = s_stop_worker;
-    sigemptyset (&action.sa_mask);
-    sigaction (SIGTERM, &action, NULL);
-    sigaction (SIGINT, &action, NULL);
-    //  A stop requested before the handler was in place is not lost.
-    if (cli_interrupted ())
-        drover_worker_stop (s_worker);
-
-    rc = drover_worker_run (s_worker);
-    if (rc)
-        cli_error ("demo-worker: %s (broker %s)", drover_strerror (rc), cfg.endpoint);
-    drover_worker_t *worker = s_worker;
-    s_worker = NULL;
-    drover_worker_destroy (&worker);
-    return cli_exit_code (rc);
+    return cli_worker_serve (&cfg, cmd, DEMO_QUEUE, s_primes_handler, (int) threads, -1);
 }
 
 //  demo -------------------------------------------------------------------------
@@ -245,69 +197,6 @@ static uint64_t
 s_range_lo (uint64_t n, uint64_t chunks, uint64_t index)
 {
     return n * index / chunks;
-}
-
-//  Returns the first of pids that has ended (reaped, set to 0, *status_p
-//  set), or 0 while all run.
-static int
-s_child_ended (int *pids, size_t count, int *status_p)
-{
-    for (size_t index = 0; index < count; index++) {
-        if (pids [index] <= 0)
-            continue;
-        if (waitpid ((pid_t) pids [index], status_p, WNOHANG) == (pid_t) pids [index]) {
-            int pid = pids [index];
-            pids [index] = 0;
-            return pid;
-        }
-    }
-    return 0;
-}
-
-static void
-s_report_child (int pid, int status)
-{
-    if (WIFEXITED (status))
-        cli_error ("demo: worker process %d exited with status %d", pid, WEXITSTATUS (status));
-    else
-    if (WIFSIGNALED (status))
-        cli_error ("demo: worker process %d was killed by signal %d", pid, WTERMSIG (status));
-}
-
-//  Waits until processes workers have joined the broker, so that the
-//  parallel phase times the work, not the workers' start. Watches pids so
-//  a worker that cannot connect is reported at once. Returns 0, or -1 when
-//  a worker died, on interrupt, or after timeout_ms (all printed).
-static int
-s_wait_workers (drover_client_t *client, int *pids, size_t processes, int timeout_ms)
-{
-    int64_t deadline = cli_now_ms () + timeout_ms;
-    uint32_t joined = 0;
-    while (cli_now_ms () < deadline) {
-        int status, pid = s_child_ended (pids, processes, &status);
-        if (pid) {
-            s_report_child (pid, status);
-            return -1;
-        }
-        if (cli_interrupted ()) {
-            cli_error ("demo: interrupted");
-            return -1;
-        }
-        drover_stats_t *stats = NULL;
-        if (drover_stats (client, &stats, 1000) == DROVER_OK) {
-            joined = 0;
-            for (size_t index = 0; index < stats->queue_count; index++)
-                if (streq (stats->queues [index].name, DEMO_QUEUE))
-                    joined = stats->queues [index].workers;
-            drover_stats_destroy (&stats);
-            if (joined >= processes)
-                return 0;
-        }
-        usleep (20 * 1000);
-    }
-    cli_error ("demo: only %u of %zu workers joined the broker within %d s",
-               joined, processes, timeout_ms / 1000);
-    return -1;
 }
 
 int
@@ -383,13 +272,9 @@ cli_demo (int argc, char **argv)
 
     //  Setup: keys, broker, workers -------------------------------------------
     int64_t setup_start = cli_now_ms ();
-    const char *tmp_root = getenv ("TMPDIR");
-    tmp_dir = zsys_sprintf ("%s/drover-demo-XXXXXX", tmp_root && *tmp_root? tmp_root: "/tmp");
-    if (!tmp_dir || !mkdtemp (tmp_dir)) {
-        cli_error ("demo: cannot create a temporary directory: %s", strerror (errno));
-        zstr_free (&tmp_dir);
+    tmp_dir = cli_temp_dir (cmd);
+    if (!tmp_dir)
         goto done;
-    }
     keys_dir = zsys_sprintf ("%s/keys", tmp_dir);
     data_dir = zsys_sprintf ("%s/data", tmp_dir);
     bool reused;
@@ -418,32 +303,16 @@ cli_demo (int argc, char **argv)
         cli_error ("demo: cannot find our own executable (/proc/self/exe)");
         goto done;
     }
-    char *worker_argv [] = {
-        self, "demo-worker",
-        "--broker", workers,
-        "--server-key", ring.server,
-        "--cert", ring.worker_secret,
-        NULL
-    };
-    for (long index = 0; index < processes; index++) {
-        pids [index] = cli_spawn (worker_argv);
-        if (pids [index] < 0) {
-            pids [index] = 0;
-            goto done;
-        }
-    }
-    drover_connect_t cfg;
-    memset (&cfg, 0, sizeof cfg);
-    cfg.endpoint = producers;
-    cfg.server_key = ring.server;
-    cfg.cert = ring.producer_secret;
-    cfg.timeout_ms = CLI_DEFAULT_CONNECT_MS;
-    cfg.name = "drover-demo";
-    exit_code = cli_connect (&cfg, cmd, &client);
+    char *worker_argv [CLI_WORKER_ARGV_MAX + 1];
+    int worker_argc = cli_worker_argv (worker_argv, self, "demo-worker", workers, &ring);
+    worker_argv [worker_argc] = NULL;
+    if (cli_spawn_many (worker_argv, pids, (size_t) processes))
+        goto done;
+    exit_code = cli_connect_local (cmd, producers, &ring, "drover-demo", &client);
     if (exit_code)
         goto done;
     exit_code = CLI_EXIT_FAILED;
-    if (s_wait_workers (client, pids, (size_t) processes, 30000))
+    if (cli_wait_workers (cmd, client, DEMO_QUEUE, pids, (size_t) processes, 30000))
         goto done;
     int64_t setup_end = cli_now_ms ();
     printf ("  setup     broker on %s (clients) and %s (workers), CURVE keys in %s; "
@@ -501,9 +370,8 @@ cli_demo (int argc, char **argv)
             rc = cli_future_wait (futures [index], CLI_WAIT_DONE, step < deadline? step: deadline);
             if (rc != DROVER_ETIMEDOUT || cli_now_ms () >= deadline)
                 break;
-            int status, pid;
-            while ((pid = s_child_ended (pids, (size_t) processes, &status)))
-                s_report_child (pid, status);
+            while (cli_reap_worker (cmd, pids, (size_t) processes))
+                ;
             bool any_alive = false;
             for (long worker = 0; worker < processes; worker++)
                 any_alive = any_alive || pids [worker] > 0;

@@ -196,7 +196,7 @@ s_job_option (s_submit_args_t *args, const char *cmd, int opt, const char *arg)
             args->window = (size_t) number;
             return 1;
         default:
-            return cli_connect_option (&args->conn, cmd, opt, arg);
+            return 0;
     }
 }
 
@@ -225,8 +225,8 @@ s_parse_submit (int argc, char **argv, s_submit_args_t *args, bool is_map)
     args->cmd = argv [0];
     const char *cmd = argv [0];
     int opt;
-    while ((opt = cli_getopt (argc, argv, is_map? ":q:t:p:h": ":q:t:p:d:weh",
-                              is_map? map_options: submit_options)) != -1) {
+    while ((opt = cli_getopt_connect (argc, argv, is_map? ":q:t:p:h": ":q:t:p:d:weh",
+                                      is_map? map_options: submit_options, &args->conn)) != -1) {
         switch (opt) {
             case 'h':
                 fputs (is_map? s_map_usage: s_submit_usage, stdout);
@@ -714,6 +714,8 @@ typedef struct {
     int64_t timeout_ms;         //  --timeout, or -1
     char **ids;                 //  the ids (into argv)
     int id_count;               //  how many
+    int request_ms;             //  per-request timeout, once connected
+    int64_t deadline_ms;        //  end of result --wait --timeout, or -1
 } s_ids_args_t;
 
 static const char *s_result_usage =
@@ -770,7 +772,7 @@ s_parse_ids (int argc, char **argv, s_ids_args_t *args, const char *usage, bool 
     args->timeout_ms = -1;
     const char *cmd = argv [0];
     int opt;
-    while ((opt = cli_getopt (argc, argv, ":wt:h", options)) != -1) {
+    while ((opt = cli_getopt_connect (argc, argv, ":wt:h", options, &args->conn)) != -1) {
         switch (opt) {
             case 'h':
                 fputs (usage, stdout);
@@ -784,27 +786,16 @@ s_parse_ids (int argc, char **argv, s_ids_args_t *args, const char *usage, bool 
                 if (cli_parse_seconds (optarg, &args->timeout_ms))
                     return cli_usage (cmd, "--timeout wants seconds, not '%s'", optarg);
                 break;
-            case '?':
+            default:
                 return CLI_EXIT_USAGE;
-            default: {
-                int rc = cli_connect_option (&args->conn, cmd, opt, optarg);
-                if (rc < 0)
-                    return CLI_EXIT_USAGE;
-                assert (rc == 1);
-                break;
-            }
         }
     }
     if (optind >= argc)
         return cli_usage (cmd, "missing job ID");
     args->ids = argv + optind;
     args->id_count = argc - optind;
-    //  Check every id before connecting, so a typo costs no round trip.
-    for (int index = 0; index < args->id_count; index++) {
-        uint8_t id [DROVER_ID_SIZE];
-        if (drover_id_parse (args->ids [index], id))
-            return cli_usage (cmd, "'%s' is not a job id (32 hex digits)", args->ids [index]);
-    }
+    if (cli_check_ids (cmd, (const char *const *) args->ids, (size_t) args->id_count))
+        return CLI_EXIT_USAGE;
     return -1;
 }
 
@@ -822,16 +813,42 @@ s_request_ms (s_ids_args_t *args)
 static bool
 s_request_failed (const char *id, int rc, int timeout_ms, int *exit_code)
 {
-    if (rc == DROVER_ETIMEDOUT)
-        cli_error ("%s: no answer from the broker within %.3g s", id, timeout_ms / 1000.0);
-    else
-    if (rc == DROVER_EINTR)
+    if (rc == DROVER_EINTR) {
         cli_error ("interrupted");
+        *exit_code = CLI_EXIT_FAILED;
+    }
     else
-        cli_error ("%s: %s", id, drover_strerror (rc));
-    int code = cli_exit_code (rc);
-    *exit_code = code == CLI_EXIT_USAGE? CLI_EXIT_FAILED: code;
+        *exit_code = cli_request_failed (id, rc, timeout_ms);
     return s_fatal (rc) || rc == DROVER_ECLOSED;
+}
+
+//  What result, status or cancel does with one id. Returns true when the
+//  command must stop (the broker cannot be asked further); sets *exit_code
+//  when the id failed.
+typedef bool (s_id_fn) (drover_client_t *client, const char *id, s_ids_args_t *args,
+                        int *exit_code);
+
+//  Parses the options and ids, connects, and runs fn on each id in turn
+//  until it says stop or an interrupt. Returns the exit code.
+static int
+s_each_id (int argc, char **argv, const char *usage, bool takes_wait, s_id_fn *fn)
+{
+    s_ids_args_t args;
+    int exit_code = s_parse_ids (argc, argv, &args, usage, takes_wait);
+    if (exit_code >= 0)
+        return exit_code;
+    drover_client_t *client = NULL;
+    exit_code = cli_connect (&args.conn, argv [0], &client);
+    if (exit_code)
+        return exit_code;
+
+    args.request_ms = s_request_ms (&args);
+    args.deadline_ms = args.wait && args.timeout_ms >= 0? cli_now_ms () + args.timeout_ms: -1;
+    for (int index = 0; index < args.id_count && !cli_interrupted (); index++)
+        if (fn (client, args.ids [index], &args, &exit_code))
+            break;
+    drover_client_destroy (&client);
+    return exit_code;
 }
 
 //  Prints one finished job's result, or reports why there is none.
@@ -872,161 +889,118 @@ s_print_result (const char *id, drover_future_t *future, int rc, bool several)
     }
 }
 
+static bool
+s_result_one (drover_client_t *client, const char *id, s_ids_args_t *args, int *exit_code)
+{
+    if (!args->wait) {
+        //  Ask first: fetching an unfinished job would wait for it.
+        drover_job_info_t info;
+        int rc = drover_status (client, id, &info, args->request_ms);
+        if (rc)
+            return s_request_failed (id, rc, args->request_ms, exit_code);
+        if (info.state == DROVER_JOB_UNKNOWN) {
+            cli_error ("%s: no such job (or its result expired)", id);
+            *exit_code = CLI_EXIT_FAILED;
+            return false;
+        }
+        if (info.state == DROVER_JOB_FAILED) {
+            cli_error ("job %s failed: %s", id, *info.error? info.error: "no reason given");
+            *exit_code = CLI_EXIT_FAILED;
+            return false;
+        }
+        if (info.state == DROVER_JOB_CANCELLED) {
+            cli_error ("job %s was cancelled", id);
+            *exit_code = CLI_EXIT_FAILED;
+            return false;
+        }
+        if (info.state != DROVER_JOB_DONE) {
+            cli_error ("%s: not finished (%s)", id, drover_job_state_name (info.state));
+            *exit_code = CLI_EXIT_FAILED;
+            return false;
+        }
+    }
+    drover_future_t *future = NULL;
+    int rc = drover_fetch (client, id, &future);
+    if (rc == DROVER_OK)
+        rc = cli_future_wait (future, CLI_WAIT_DONE,
+                              args->wait? args->deadline_ms: cli_now_ms () + args->request_ms);
+    int code = s_print_result (id, future, rc, args->id_count > 1);
+    drover_future_destroy (&future);
+    if (code)
+        *exit_code = code;
+    return code == CLI_EXIT_CONNECT || rc == DROVER_EINTR || rc == DROVER_ECLOSED;
+}
+
 int
 cli_result (int argc, char **argv)
 {
-    s_ids_args_t args;
-    int exit_code = s_parse_ids (argc, argv, &args, s_result_usage, true);
-    if (exit_code >= 0)
-        return exit_code;
-    drover_client_t *client = NULL;
-    exit_code = cli_connect (&args.conn, argv [0], &client);
-    if (exit_code)
-        return exit_code;
-
-    bool several = args.id_count > 1;
-    int request_ms = s_request_ms (&args);
-    int64_t deadline = args.wait && args.timeout_ms >= 0? cli_now_ms () + args.timeout_ms: -1;
-    for (int index = 0; index < args.id_count && !cli_interrupted (); index++) {
-        const char *id = args.ids [index];
-        if (!args.wait) {
-            //  Ask first: fetching an unfinished job would wait for it.
-            drover_job_info_t info;
-            int rc = drover_status (client, id, &info, request_ms);
-            if (rc) {
-                if (s_request_failed (id, rc, request_ms, &exit_code))
-                    break;
-                continue;
-            }
-            if (info.state == DROVER_JOB_UNKNOWN) {
-                cli_error ("%s: no such job (or its result expired)", id);
-                exit_code = CLI_EXIT_FAILED;
-                continue;
-            }
-            if (info.state == DROVER_JOB_FAILED) {
-                cli_error ("job %s failed: %s", id, *info.error? info.error: "no reason given");
-                exit_code = CLI_EXIT_FAILED;
-                continue;
-            }
-            if (info.state == DROVER_JOB_CANCELLED) {
-                cli_error ("job %s was cancelled", id);
-                exit_code = CLI_EXIT_FAILED;
-                continue;
-            }
-            if (info.state != DROVER_JOB_DONE) {
-                cli_error ("%s: not finished (%s)", id, drover_job_state_name (info.state));
-                exit_code = CLI_EXIT_FAILED;
-                continue;
-            }
-        }
-        drover_future_t *future = NULL;
-        int rc = drover_fetch (client, id, &future);
-        if (rc == DROVER_OK)
-            rc = cli_future_wait (future, CLI_WAIT_DONE,
-                                  args.wait? deadline: cli_now_ms () + request_ms);
-        int code = s_print_result (id, future, rc, several);
-        drover_future_destroy (&future);
-        if (code)
-            exit_code = code;
-        if (code == CLI_EXIT_CONNECT || rc == DROVER_EINTR || rc == DROVER_ECLOSED)
-            break;
-    }
-    drover_client_destroy (&client);
-    return exit_code;
+    return s_each_id (argc, argv, s_result_usage, true, s_result_one);
 }
 
-//  Replaces control characters so an error stays on its status line.
-static void
-s_one_line (char *text)
+static bool
+s_status_one (drover_client_t *client, const char *id, s_ids_args_t *args, int *exit_code)
 {
-    for (; *text; text++)
-        if ((unsigned char) *text < 0x20)
-            *text = ' ';
+    drover_job_info_t info;
+    int rc = drover_status (client, id, &info, args->request_ms);
+    if (rc)
+        return s_request_failed (id, rc, args->request_ms, exit_code);
+    if (info.state == DROVER_JOB_UNKNOWN) {
+        printf ("%s unknown\n", id);
+        cli_error ("%s: no such job (or its result expired)", id);
+        *exit_code = CLI_EXIT_FAILED;
+        return false;
+    }
+    //  Control characters would break the job's status line.
+    cli_one_line (info.error);
+    cli_one_line (info.queue);
+    printf ("%s %s attempts=%u queue=%s", id, drover_job_state_name (info.state),
+            info.attempts, info.queue);
+    if (*info.error)
+        printf (" error=%s", info.error);
+    if (info.progress || *info.progress_message) {
+        printf (" progress=%u%%", (unsigned) info.progress);
+        if (*info.progress_message) {
+            cli_one_line (info.progress_message);
+            for (char *quote = info.progress_message; (quote = strchr (quote, '"')); )
+                *quote = '\'';
+            printf (" \"%s\"", info.progress_message);
+        }
+    }
+    putchar ('\n');
+    return false;
 }
 
 int
 cli_status (int argc, char **argv)
 {
-    s_ids_args_t args;
-    int exit_code = s_parse_ids (argc, argv, &args, s_status_usage, false);
-    if (exit_code >= 0)
-        return exit_code;
-    drover_client_t *client = NULL;
-    exit_code = cli_connect (&args.conn, argv [0], &client);
-    if (exit_code)
-        return exit_code;
+    return s_each_id (argc, argv, s_status_usage, false, s_status_one);
+}
 
-    int request_ms = s_request_ms (&args);
-    for (int index = 0; index < args.id_count && !cli_interrupted (); index++) {
-        const char *id = args.ids [index];
-        drover_job_info_t info;
-        int rc = drover_status (client, id, &info, request_ms);
-        if (rc) {
-            if (s_request_failed (id, rc, request_ms, &exit_code))
-                break;
-            continue;
-        }
-        if (info.state == DROVER_JOB_UNKNOWN) {
-            printf ("%s unknown\n", id);
-            cli_error ("%s: no such job (or its result expired)", id);
-            exit_code = CLI_EXIT_FAILED;
-            continue;
-        }
-        s_one_line (info.error);
-        s_one_line (info.queue);
-        printf ("%s %s attempts=%u queue=%s", id, drover_job_state_name (info.state),
-                info.attempts, info.queue);
-        if (*info.error)
-            printf (" error=%s", info.error);
-        if (info.progress || *info.progress_message) {
-            printf (" progress=%u%%", (unsigned) info.progress);
-            if (*info.progress_message) {
-                s_one_line (info.progress_message);
-                for (char *quote = info.progress_message; (quote = strchr (quote, '"')); )
-                    *quote = '\'';
-                printf (" \"%s\"", info.progress_message);
-            }
-        }
-        putchar ('\n');
+static bool
+s_cancel_one (drover_client_t *client, const char *id, s_ids_args_t *args, int *exit_code)
+{
+    int rc = drover_cancel (client, id, args->request_ms);
+    if (rc == DROVER_OK)
+        printf ("%s cancelled\n", id);
+    else
+    if (rc == DROVER_ENOTFOUND) {
+        cli_error ("%s: no such job (or its result expired)", id);
+        *exit_code = CLI_EXIT_FAILED;
     }
-    drover_client_destroy (&client);
-    return exit_code;
+    else
+    if (rc == DROVER_ESTATE) {
+        cli_error ("%s: already finished, not cancelled", id);
+        *exit_code = CLI_EXIT_FAILED;
+    }
+    else
+        return s_request_failed (id, rc, args->request_ms, exit_code);
+    return false;
 }
 
 int
 cli_cancel (int argc, char **argv)
 {
-    s_ids_args_t args;
-    int exit_code = s_parse_ids (argc, argv, &args, s_cancel_usage, false);
-    if (exit_code >= 0)
-        return exit_code;
-    drover_client_t *client = NULL;
-    exit_code = cli_connect (&args.conn, argv [0], &client);
-    if (exit_code)
-        return exit_code;
-
-    int request_ms = s_request_ms (&args);
-    for (int index = 0; index < args.id_count && !cli_interrupted (); index++) {
-        const char *id = args.ids [index];
-        int rc = drover_cancel (client, id, request_ms);
-        if (rc == DROVER_OK)
-            printf ("%s cancelled\n", id);
-        else
-        if (rc == DROVER_ENOTFOUND) {
-            cli_error ("%s: no such job (or its result expired)", id);
-            exit_code = CLI_EXIT_FAILED;
-        }
-        else
-        if (rc == DROVER_ESTATE) {
-            cli_error ("%s: already finished, not cancelled", id);
-            exit_code = CLI_EXIT_FAILED;
-        }
-        else
-        if (s_request_failed (id, rc, request_ms, &exit_code))
-            break;
-    }
-    drover_client_destroy (&client);
-    return exit_code;
+    return s_each_id (argc, argv, s_cancel_usage, false, s_cancel_one);
 }
 
 //  stats ----------------------------------------------------------------------
@@ -1059,62 +1033,26 @@ s_format_uptime (uint64_t ms, char *text, size_t size)
         snprintf (text, size, "%" PRIu64 "s", s);
 }
 
+//  Reports a failed stats request; returns the exit code.
+static int
+s_stats_failed (const char *what, int rc, int timeout_ms)
+{
+    int exit_code;
+    s_request_failed (what, rc, timeout_ms, &exit_code);
+    return exit_code;
+}
+
 int
 cli_stats (int argc, char **argv)
 {
-    static const struct option options [] = {
-        { "timeout", required_argument, NULL, 't' },
-        { "help",    no_argument,       NULL, 'h' },
-        CLI_CONNECT_OPTIONS,
-        { NULL, 0, NULL, 0 }
-    };
-    drover_connect_t conn;
-    memset (&conn, 0, sizeof conn);
-    int64_t timeout_ms = CLI_DEFAULT_REQUEST_MS;
-    const char *cmd = argv [0];
-    int opt;
-    while ((opt = cli_getopt (argc, argv, ":t:h", options)) != -1) {
-        switch (opt) {
-            case 'h':
-                fputs (s_stats_usage, stdout);
-                return CLI_EXIT_OK;
-            case 't':
-                if (cli_parse_seconds (optarg, &timeout_ms) || timeout_ms < 1 || timeout_ms > INT_MAX)
-                    return cli_usage (cmd, "--timeout wants seconds > 0, not '%s'", optarg);
-                break;
-            case '?':
-                return CLI_EXIT_USAGE;
-            default: {
-                int rc = cli_connect_option (&conn, cmd, opt, optarg);
-                if (rc < 0)
-                    return CLI_EXIT_USAGE;
-                assert (rc == 1);
-                break;
-            }
-        }
-    }
-    if (optind < argc)
-        return cli_usage (cmd, "unexpected argument '%s'", argv [optind]);
-
-    drover_client_t *client = NULL;
-    int exit_code = cli_connect (&conn, cmd, &client);
-    if (exit_code)
-        return exit_code;
     drover_stats_t *stats = NULL;
-    int rc = drover_stats (client, &stats, (int) timeout_ms);
-    if (rc) {
-        s_request_failed ("stats", rc, (int) timeout_ms, &exit_code);
-        drover_client_destroy (&client);
+    int exit_code = cli_request_stats (argc, argv, s_stats_usage, CLI_LIMIT_NONE,
+                                       s_stats_failed, &stats);
+    if (exit_code >= 0)
         return exit_code;
-    }
 
     //  The queue column is as wide as the longest name.
-    int width = 5;
-    for (size_t index = 0; index < stats->queue_count; index++) {
-        int length = (int) strnlen (stats->queues [index].name, sizeof stats->queues [index].name);
-        if (length > width)
-            width = length;
-    }
+    int width = cli_queue_width (stats);
     printf ("%-*s %10s %10s %10s %12s %10s %8s\n", width, "QUEUE",
             "QUEUED", "SCHEDULED", "RUNNING", "DONE", "FAILED", "WORKERS");
     drover_queue_stats_t total;
@@ -1143,6 +1081,5 @@ cli_stats (int argc, char **argv)
             " jobs stored, %zu queues\n", uptime, stats->workers, stats->clients,
             stats->jobs_stored, stats->queue_count);
     drover_stats_destroy (&stats);
-    drover_client_destroy (&client);
     return CLI_EXIT_OK;
 }

@@ -28,7 +28,6 @@ cli_up (int argc, char **argv)
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #define WORKER_PROGRAM "drover-worker"
@@ -103,19 +102,6 @@ s_connect_endpoint (const char *bound)
             return zsys_sprintf ("%s%s", map [index].local, bound + length);
     }
     return strdup (bound);
-}
-
-//  Describes a wait status for a message.
-static void
-s_describe_status (int status, char *text, size_t size)
-{
-    if (WIFEXITED (status))
-        snprintf (text, size, "exited with status %d", WEXITSTATUS (status));
-    else
-    if (WIFSIGNALED (status))
-        snprintf (text, size, "was killed by signal %d", WTERMSIG (status));
-    else
-        snprintf (text, size, "ended (status %d)", status);
 }
 
 int
@@ -211,21 +197,17 @@ cli_up (int argc, char **argv)
 
     char processes_text [16];
     snprintf (processes_text, sizeof processes_text, "%ld", processes);
-    char *worker_argv [] = {
-        worker_path,
-        "--broker", worker_endpoint,
-        "--server-key", ring.server,
-        "--cert", ring.worker_secret,
-        "--queue", (char *) queue,
-        exec_cmd? "--exec": "--plugin", (char *) (exec_cmd? exec_cmd: plugin),
-        "--processes", processes_text,
-        NULL
-    };
-    worker_pid = cli_spawn (worker_argv);
-    if (worker_pid < 0) {
-        worker_pid = 0;
+    char *worker_argv [CLI_WORKER_ARGV_MAX + 7];
+    int worker_argc = cli_worker_argv (worker_argv, worker_path, NULL, worker_endpoint, &ring);
+    worker_argv [worker_argc++] = "--queue";
+    worker_argv [worker_argc++] = (char *) queue;
+    worker_argv [worker_argc++] = exec_cmd? "--exec": "--plugin";
+    worker_argv [worker_argc++] = (char *) (exec_cmd? exec_cmd: plugin);
+    worker_argv [worker_argc++] = "--processes";
+    worker_argv [worker_argc++] = processes_text;
+    worker_argv [worker_argc] = NULL;
+    if (cli_spawn_many (worker_argv, &worker_pid, 1))
         goto done;
-    }
 
     self_command = s_self_command ();
     printf ("drover up: broker on %s (clients) and %s (workers); "
@@ -243,11 +225,10 @@ cli_up (int argc, char **argv)
 
     while (!cli_interrupted ()) {
         int status;
-        if (waitpid ((pid_t) worker_pid, &status, WNOHANG) == (pid_t) worker_pid) {
+        if (cli_child_ended (&worker_pid, 1, &status)) {
             char text [64];
-            s_describe_status (status, text, sizeof text);
+            cli_describe_status (status, text, sizeof text);
             cli_error ("up: %s %s; stopping the broker", WORKER_PROGRAM, text);
-            worker_pid = 0;
             goto done;
         }
         usleep (100 * 1000);
