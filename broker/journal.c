@@ -51,6 +51,7 @@
 #define S_COMPACT_MIN    (4u << 20)     //  default: never compact below this
 #define S_FILE_MODE      0600           //  jobs may carry secrets
 #define S_DIR_MODE       0700
+#define S_SCAN_BUDGET    (256u << 20)   //  checksum bytes to tell a torn tail from a bad length
 
 typedef struct {
     uint32_t seq;                       //  number in the file name
@@ -650,6 +651,33 @@ s_cut_tail (journal_t *self, const char *path, uint64_t offset, uint64_t size,
     return 0;
 }
 
+//  Looks for a complete record with a good checksum after offset. A record
+//  whose length runs past the end of the file is a torn write only if
+//  nothing valid follows it: a torn append leaves a prefix of one record
+//  at the end, while a length damaged in the middle of the file (a flipped
+//  bit) leaves the later records intact behind it. Returns the offset of
+//  the first such record, or 0 when there is none or the checksum budget
+//  ran out first (then *gave_up is set, and the tail is treated as torn).
+static uint64_t
+s_record_follows (const uint8_t *map, uint64_t offset, uint64_t size, bool *gave_up)
+{
+    uint64_t budget = S_SCAN_BUDGET;
+    *gave_up = false;
+    for (uint64_t at = offset + 1; at + S_FRAME_SIZE < size; at++) {
+        uint32_t length = s_get_u32 (map + at);
+        if (length == 0 || length > JOURNAL_MAX_RECORD || length > size - at - S_FRAME_SIZE)
+            continue;
+        if (length > budget) {
+            *gave_up = true;
+            return 0;
+        }
+        budget -= length;
+        if (journal_crc32c (0, map + at + S_FRAME_SIZE, length) == s_get_u32 (map + at + 4))
+            return at;
+    }
+    return 0;
+}
+
 //  Replays one segment. Returns 0 or -1 with why.
 static int
 s_replay_segment (journal_t *self, size_t index, journal_record_fn *fn, void *arg,
@@ -706,6 +734,19 @@ s_replay_segment (journal_t *self, size_t index, journal_record_fn *fn, void *ar
             else
             if (length > left - S_FRAME_SIZE) {
                 reason = "record runs past the end of the file";
+                bool gave_up = false;
+                uint64_t next = last? s_record_follows (map, offset, size, &gave_up): 0;
+                if (next) {
+                    munmap ((void *) map, (size_t) size);
+                    s_why (why, why_size, "journal %s is corrupt at offset %" PRIu64 ": record "
+                           "length %" PRIu32 " runs past the end of the file, but a valid "
+                           "record follows at offset %" PRIu64, path, offset, length, next);
+                    return -1;
+                }
+                if (gave_up)
+                    drv_log (DRV_LOG_WARN, "journal", "%s offset %" PRIu64 ": cannot tell a "
+                             "torn write from a damaged length within the scan budget; "
+                             "treating it as torn", path, offset);
                 torn = last;
             }
             else

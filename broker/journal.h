@@ -18,6 +18,8 @@
     A record whose length runs past the end of the last segment, or whose
     checksum fails at the very end of the last segment, is a torn write
     from a crash: replay cuts it off (truncating the file) and logs it.
+    But if a record with a good checksum follows one whose length runs
+    past the end, that length was damaged in place: corruption.
     Filesystems can also leave a crashed append as zeros, so a bad record
     in the last segment followed only by zero bytes is torn too. A bad
     record anywhere else is corruption: replay stops with an error naming

@@ -1163,6 +1163,14 @@ s_io_thread (void *arg)
                 s_connect_done (self, err, why);
                 break;
             }
+            if (self->conn.rehandshaken) {
+                //  Reconnected before the first Welcome (the broker died
+                //  or restarted): our Hello may have gone with the old
+                //  connection, so say it again
+                self->conn.rehandshaken = false;
+                if (!self->welcomed)
+                    s_send_hello (self);
+            }
         }
         if (items [0].revents & ZMQ_POLLOUT)
             self->blocked = false;

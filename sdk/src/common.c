@@ -333,6 +333,8 @@ drv_conn_check (drv_conn_t *self, char *why, size_t why_size)
                 self->attempts++;
                 break;
             case ZMQ_EVENT_HANDSHAKE_SUCCEEDED:
+                if (self->handshaken)
+                    self->rehandshaken = true;
                 self->handshaken = true;
                 self->attempts = 0;
                 break;
@@ -347,8 +349,14 @@ drv_conn_check (drv_conn_t *self, char *why, size_t why_size)
                 result = DROVER_EUNAUTH;
                 break;
             case ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL:
-                snprintf (why, why_size, "security handshake failed");
-                result = DROVER_EUNAUTH;
+                //  The connection broke during the handshake. A CURVE
+                //  broker does that to a wrong server key or a plaintext
+                //  peer, but so does a broker killed or restarted in the
+                //  middle of it: only a repeated failure is a refusal.
+                if (self->attempts >= 3 && !result) {
+                    snprintf (why, why_size, "security handshake failed");
+                    result = DROVER_EUNAUTH;
+                }
                 break;
             case ZMQ_EVENT_DISCONNECTED:
                 //  A CURVE server drops a client whose HELLO it cannot

@@ -68,6 +68,8 @@ typedef struct {
     char monitor_ep [64];       //  inproc endpoint of the monitor
     int attempts;               //  TCP connections made without a handshake
     bool handshaken;            //  a handshake succeeded on this socket
+    bool rehandshaken;          //  a later one did too: a Hello sent on an
+                                //  earlier connection may be lost; resend it
 } drv_conn_t;
 
 //  Creates the DEALER in ctx, sets options and keys, connects. With

@@ -992,6 +992,13 @@ s_serve (drover_worker_t *self)
                 drv_log (DRV_LOG_ERROR, s_component, "cannot connect to %s: %s", self->config.endpoint, why);
                 return err;
             }
+            if (self->conn.rehandshaken) {
+                //  Reconnected before the first Welcome: our Hello may
+                //  have gone with the old connection, so say it again
+                self->conn.rehandshaken = false;
+                if (!self->welcomed)
+                    s_send_hello (self);
+            }
         }
         if (items [0].revents & ZMQ_POLLOUT)
             self->blocked = false;
