@@ -698,7 +698,7 @@ s_on_hello (broker_t *self, zsock_t *socket, drv_peer_kind_t kind,
             return;
         }
         for (size_t i = 0; i < msg->hello.queue_count; i++)
-            if (!queue_name_valid (msg->hello.queues [i])) {
+            if (!drv_queue_name_valid (msg->hello.queues [i])) {
                 s_error (self, socket, msg->corr, DRV_CODE_UNKNOWN_QUEUE,
                          "invalid queue name (1-128 of A-Z a-z 0-9 . _ - :)");
                 return;
@@ -769,7 +769,7 @@ s_check_spec (broker_t *self, const drv_jobspec_t *spec, size_t payload_size, co
         *why = "job id must not be all zero";
         return DRV_CODE_BAD_REQUEST;
     }
-    if (!queue_name_valid (spec->queue)) {
+    if (!drv_queue_name_valid (spec->queue)) {
         *why = "invalid queue name (1-128 of A-Z a-z 0-9 . _ - :)";
         return DRV_CODE_UNKNOWN_QUEUE;
     }
@@ -1102,7 +1102,7 @@ s_on_queue_control (broker_t *self, peer_t *client, drv_msg_t *msg)
         s_error (self, self->producers, msg->corr, DRV_CODE_BAD_REQUEST, "unknown queue action");
         return;
     }
-    if (!queue_name_valid (msg->queue_control.queue)) {
+    if (!drv_queue_name_valid (msg->queue_control.queue)) {
         s_error (self, self->producers, msg->corr, DRV_CODE_UNKNOWN_QUEUE,
                  "invalid queue name (1-128 of A-Z a-z 0-9 . _ - :)");
         return;
@@ -1169,7 +1169,7 @@ s_on_dead (broker_t *self, peer_t *client, drv_msg_t *msg)
         s_error (self, self->producers, msg->corr, DRV_CODE_BAD_REQUEST, "unknown dead-letter action");
         return;
     }
-    if (!queue_name_valid (msg->dead.queue)) {
+    if (!drv_queue_name_valid (msg->dead.queue)) {
         s_error (self, self->producers, msg->corr, DRV_CODE_UNKNOWN_QUEUE,
                  "invalid queue name (1-128 of A-Z a-z 0-9 . _ - :)");
         return;

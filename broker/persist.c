@@ -261,7 +261,7 @@ s_replay_new (replay_t *self, reader_t *r)
     char name [QUEUE_NAME_MAX + 1];
     memcpy (name, qname, qlen);
     name [qlen] = 0;
-    if (!queue_name_valid (name))
+    if (!drv_queue_name_valid (name))
         return s_replay_fail (self, "JOB_NEW queue name");
     //  A compaction may write a job again; the later record wins
     job_t *job = job_store_find (self->store, id);
@@ -379,7 +379,7 @@ s_replay_record (uint8_t type, const uint8_t *body, size_t size, void *arg)
             char name [QUEUE_NAME_MAX + 1];
             memcpy (name, qname, qlen);
             name [qlen] = 0;
-            queue_t *queue = queue_name_valid (name)? self->queue_fn (name, self->arg): NULL;
+            queue_t *queue = drv_queue_name_valid (name)? self->queue_fn (name, self->arg): NULL;
             if (!queue)
                 return s_replay_fail (self, "QUEUE name");
             queue->paused = paused;

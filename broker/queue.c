@@ -5,20 +5,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-bool
-queue_name_valid (const char *name)
-{
-    size_t len = 0;
-    for (const char *p = name; *p; p++, len++) {
-        char c = *p;
-        bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')
-               || c == '.' || c == '_' || c == '-' || c == ':';
-        if (!ok || len >= QUEUE_NAME_MAX)
-            return false;
-    }
-    return len > 0;
-}
-
 queue_t *
 queue_new (const char *name)
 {

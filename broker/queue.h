@@ -12,7 +12,7 @@
 #include <stdbool.h>
 
 #define QUEUE_LEVELS 10
-#define QUEUE_NAME_MAX 128
+#define QUEUE_NAME_MAX DRV_QUEUE_NAME_MAX
 
 typedef struct {
     job_t *head;                    //  oldest
@@ -43,9 +43,6 @@ struct _queue_t {
     bool dirty;                     //  needs a dispatch pass this turn
     struct _queue_t *next_dirty;    //  dirty list link
 };
-
-//  True if name is 1..128 bytes of [A-Za-z0-9._:-].
-bool queue_name_valid (const char *name);
 
 queue_t *queue_new (const char *name);
 void queue_destroy (queue_t **self_p);

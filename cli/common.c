@@ -262,13 +262,7 @@ cli_format_time (uint64_t ms, char *text, size_t size)
 bool
 cli_valid_queue (const char *name)
 {
-    size_t length = name? strlen (name): 0;
-    if (length < 1 || length > 128)
-        return false;
-    for (const char *next = name; *next; next++)
-        if (!isalnum ((unsigned char) *next) && !strchr ("._-:", *next))
-            return false;
-    return true;
+    return drover_queue_name_valid (name);
 }
 
 //  Connecting --------------------------------------------------------------

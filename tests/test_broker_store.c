@@ -111,18 +111,18 @@ test_heap (void)
 static void
 test_queue (void)
 {
-    CHECK (queue_name_valid ("a"));
-    CHECK (queue_name_valid ("emails.high-prio_2:x"));
-    CHECK (!queue_name_valid (""));
-    CHECK (!queue_name_valid ("has space"));
-    CHECK (!queue_name_valid ("slash/no"));
+    CHECK (drv_queue_name_valid ("a"));
+    CHECK (drv_queue_name_valid ("emails.high-prio_2:x"));
+    CHECK (!drv_queue_name_valid (""));
+    CHECK (!drv_queue_name_valid ("has space"));
+    CHECK (!drv_queue_name_valid ("slash/no"));
     char longname [200];
     memset (longname, 'a', sizeof longname);
     longname [128] = 0;
-    CHECK (queue_name_valid (longname));
+    CHECK (drv_queue_name_valid (longname));
     longname [128] = 'a';
     longname [129] = 0;
-    CHECK (!queue_name_valid (longname));
+    CHECK (!drv_queue_name_valid (longname));
 
     job_store_t *store = job_store_new ();
     queue_t *queue = queue_new ("q");

@@ -81,20 +81,6 @@ s_parse_int (const char *text, int min, int max, int *value)
     return 0;
 }
 
-//  Queue names as docs/PROTOCOL.md allows them: 1..128 of A-Z a-z 0-9 . _ - :
-static bool
-s_queue_name_ok (const char *name)
-{
-    size_t len = strlen (name);
-    if (len < 1 || len > 128)
-        return false;
-    for (const char *p = name; *p; p++)
-        if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z')
-           || (*p >= '0' && *p <= '9') || strchr ("._-:", *p)))
-            return false;
-    return true;
-}
-
 static int
 s_number (const char *option, const char *text, int min, int *value, char *why, size_t why_size)
 {
@@ -204,7 +190,7 @@ options_parse (options_t *self, int argc, char *argv [], char *why, size_t why_s
         return -1;
     }
     for (size_t i = 0; i < self->queue_count; i++) {
-        if (!s_queue_name_ok (self->queues [i])) {
+        if (!drover_queue_name_valid (self->queues [i])) {
             snprintf (why, why_size, "bad queue name '%.140s': use 1 to 128 of A-Z a-z 0-9 . _ - :",
                       self->queues [i]);
             return -1;

@@ -73,6 +73,9 @@ typedef enum {
 //  Lower-case name of a state ("queued", "done", ...). Static storage.
 const char *drover_job_state_name (drover_job_state_t state);
 
+//  True if name is a valid queue name: 1 to 128 bytes of A-Z a-z 0-9 . _ - :
+bool drover_queue_name_valid (const char *name);
+
 //  Writes the 32-character hex form of a 16-byte id plus a NUL into text.
 void drover_id_format (const uint8_t id [DROVER_ID_SIZE], char text [DROVER_ID_TEXT + 1]);
 //  Parses 32 hex characters into id. Returns 0 or DROVER_EINVAL.

@@ -1315,22 +1315,6 @@ drover_client_destroy (drover_client_t **client_p)
     free (self);
 }
 
-//  Queue names: 1..128 of A-Z a-z 0-9 . _ - :
-static bool
-s_queue_valid (const char *queue)
-{
-    if (!queue)
-        return false;
-    size_t length = strlen (queue);
-    if (length < 1 || length > 128)
-        return false;
-    for (const char *p = queue; *p; p++)
-        if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9')
-           || *p == '.' || *p == '_' || *p == '-' || *p == ':'))
-            return false;
-    return true;
-}
-
 //  Returns the client's copy of a queue name (lock held), or NULL.
 static const char *
 s_queue_intern (drover_client_t *self, const char *queue)
@@ -1428,7 +1412,7 @@ drover_submit_many (drover_client_t *client, const char *queue,
                     const void *const *data, const size_t *size, size_t count,
                     const drover_job_opts_t *opts, drover_future_t **futures)
 {
-    if (!client || !futures || !s_queue_valid (queue) || (count && (!data || !size)))
+    if (!client || !futures || !drv_queue_name_valid (queue) || (count && (!data || !size)))
         return DROVER_EINVAL;
     if (opts && (opts->priority < 0 || opts->priority > 9))
         return DROVER_EINVAL;
@@ -1605,7 +1589,7 @@ drover_queue_pause (drover_client_t *client, const char *queue, bool paused, int
 {
     if (!client || !queue)
         return DROVER_EINVAL;
-    if (!s_queue_valid (queue))
+    if (!drv_queue_name_valid (queue))
         return DROVER_ENOQUEUE;
     request_t *req = calloc (1, sizeof *req);
     if (!req)
@@ -1627,7 +1611,7 @@ drover_dead (drover_client_t *client, const char *queue, drover_dead_action_t ac
         return DROVER_EINVAL;
     if (action != DROVER_DEAD_LIST && action != DROVER_DEAD_RETRY && action != DROVER_DEAD_PURGE)
         return DROVER_EINVAL;
-    if (!s_queue_valid (queue))
+    if (!drv_queue_name_valid (queue))
         return DROVER_ENOQUEUE;
     request_t *req = calloc (1, sizeof *req);
     if (!req)

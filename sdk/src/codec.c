@@ -154,6 +154,22 @@ drv_code_name (drv_code_t code)
 }
 
 bool
+drv_queue_name_valid (const char *name)
+{
+    if (!name)
+        return false;
+    size_t len = 0;
+    for (const char *p = name; *p; p++, len++) {
+        char c = *p;
+        bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')
+               || c == '.' || c == '_' || c == '-' || c == ':';
+        if (!ok || len >= DRV_QUEUE_NAME_MAX)
+            return false;
+    }
+    return len > 0;
+}
+
+bool
 drv_cmd_has_payloads (drv_cmd_t cmd)
 {
     return cmd == DRV_CMD_SUBMIT || cmd == DRV_CMD_DISPATCH || cmd == DRV_CMD_REPORT

@@ -75,6 +75,11 @@ typedef enum {
     DRV_CMD_COUNT_
 } drv_cmd_t;
 
+#define DRV_QUEUE_NAME_MAX 128
+
+//  True if name is 1..128 bytes of [A-Za-z0-9._:-] (PROTOCOL.md section 3).
+bool drv_queue_name_valid (const char *name);
+
 //  Whether a command is followed by one payload frame per list entry.
 bool drv_cmd_has_payloads (drv_cmd_t cmd);
 //  Upper-case command name for logs ("SUBMIT").

@@ -18,6 +18,12 @@
 
 //  Public utilities -------------------------------------------------------
 
+bool
+drover_queue_name_valid (const char *name)
+{
+    return drv_queue_name_valid (name);
+}
+
 const char *
 drover_strerror (int err)
 {

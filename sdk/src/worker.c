@@ -170,26 +170,11 @@ drover_worker_destroy (drover_worker_t **worker_p)
     *worker_p = NULL;
 }
 
-static bool
-s_queue_valid (const char *queue)
-{
-    if (!queue)
-        return false;
-    size_t length = strlen (queue);
-    if (length < 1 || length > 128)
-        return false;
-    for (const char *p = queue; *p; p++)
-        if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9')
-           || *p == '.' || *p == '_' || *p == '-' || *p == ':'))
-            return false;
-    return true;
-}
-
 int
 drover_worker_handle (drover_worker_t *worker, const char *queue,
                       drover_handler_fn *fn, void *arg)
 {
-    if (!worker || !fn || !s_queue_valid (queue) || worker->running)
+    if (!worker || !fn || !drv_queue_name_valid (queue) || worker->running)
         return DROVER_EINVAL;
     for (size_t i = 0; i < worker->handler_count; i++)
         if (strcmp (worker->handlers [i].queue, queue) == 0)
