@@ -274,66 +274,58 @@ s_out_release (peer_t *peer)
     peer->out_count = 0;
 }
 
-//  Sends a worker's pending jobs as Dispatch messages of at most max_batch.
+//  Fills entry i of a Dispatch (to workers) or a Deliver (to clients) for
+//  job, and its payload frame: the input for a worker, the result for a
+//  client (shared by reference count, never copied).
 static void
-s_flush_dispatch (broker_t *self, peer_t *peer)
+s_fill_entry (drv_msg_t *msg, size_t i, job_t *job, zmq_msg_t *payload)
 {
-    size_t done = 0;
-    while (done < peer->out_count) {
-        size_t n = peer->out_count - done;
-        if (n > self->cfg.max_batch)
-            n = self->cfg.max_batch;
-        drv_msg_t msg;
-        drv_msg_init (&msg, DRV_CMD_DISPATCH, 0);
-        msg.count = n;
-        msg.jobs = drv_codec_alloc (self->enc, n * sizeof (drv_job_t));
-        zmq_msg_t *payloads = s_sendbuf (self, n);
-        if (!msg.jobs || !payloads)
-            break;
-        for (size_t i = 0; i < n; i++) {
-            job_t *job = peer->out [done + i];
-            memcpy (msg.jobs [i].id, job->id, DRV_ID_SIZE);
-            msg.jobs [i].queue = job->queue->name;
-            msg.jobs [i].attempt = job->attempts;
-            msg.jobs [i].timeout_ms = job->timeout_ms;
-            zmq_msg_init (&payloads [i]);
-            zmq_msg_copy (&payloads [i], &job->payload);
-        }
-        //  A failed send leaves the jobs RUNNING; their timeout or the
-        //  worker's expiry requeues them
-        s_send (self, peer, &msg, payloads, n);
-        done += n;
+    zmq_msg_init (payload);
+    if (msg->cmd == DRV_CMD_DISPATCH) {
+        drv_job_t *entry = &msg->jobs [i];
+        memcpy (entry->id, job->id, DRV_ID_SIZE);
+        entry->queue = job->queue->name;
+        entry->attempt = job->attempts;
+        entry->timeout_ms = job->timeout_ms;
+        zmq_msg_copy (payload, &job->payload);
+    }
+    else {
+        drv_result_t *entry = &msg->results [i];
+        memcpy (entry->id, job->id, DRV_ID_SIZE);
+        entry->state = job->state;
+        entry->error = job->error? job->error: "";
+        entry->attempts = job->attempts;
+        entry->no_retry = false;
+        if (job->state == DRV_JOB_DONE)
+            zmq_msg_copy (payload, &job->result);
     }
 }
 
-//  Sends a client the outcomes of its finished jobs as Deliver messages.
+//  Sends a peer the jobs gathered for it this turn, at most max_batch per
+//  message: Dispatch to a worker, Deliver to a client. A failed send to a
+//  worker leaves its jobs RUNNING; their timeout or the worker's expiry
+//  requeues them. A client can fetch what it missed.
 static void
-s_flush_deliver (broker_t *self, peer_t *peer)
+s_flush_peer (broker_t *self, peer_t *peer)
 {
+    bool worker = peer->kind == DRV_PEER_WORKER;
     size_t done = 0;
     while (done < peer->out_count) {
         size_t n = peer->out_count - done;
         if (n > self->cfg.max_batch)
             n = self->cfg.max_batch;
         drv_msg_t msg;
-        drv_msg_init (&msg, DRV_CMD_DELIVER, 0);
+        drv_msg_init (&msg, worker? DRV_CMD_DISPATCH: DRV_CMD_DELIVER, 0);
         msg.count = n;
-        msg.results = drv_codec_alloc (self->enc, n * sizeof (drv_result_t));
+        void *entries = drv_codec_alloc (self->enc,
+                                         n * (worker? sizeof (drv_job_t): sizeof (drv_result_t)));
         zmq_msg_t *payloads = s_sendbuf (self, n);
-        if (!msg.results || !payloads)
+        if (!entries || !payloads)
             break;
-        for (size_t i = 0; i < n; i++) {
-            job_t *job = peer->out [done + i];
-            drv_result_t *r = &msg.results [i];
-            memcpy (r->id, job->id, DRV_ID_SIZE);
-            r->state = job->state;
-            r->error = job->error? job->error: "";
-            r->attempts = job->attempts;
-            r->no_retry = false;
-            zmq_msg_init (&payloads [i]);
-            if (job->state == DRV_JOB_DONE)
-                zmq_msg_copy (&payloads [i], &job->result);
-        }
+        msg.jobs = entries;
+        msg.results = entries;
+        for (size_t i = 0; i < n; i++)
+            s_fill_entry (&msg, i, peer->out [done + i], &payloads [i]);
         s_send (self, peer, &msg, payloads, n);
         done += n;
     }
@@ -347,10 +339,7 @@ s_flush (broker_t *self)
         self->outgoing = peer->next_out;
         peer->outgoing = false;
         peer->next_out = NULL;
-        if (peer->kind == DRV_PEER_WORKER)
-            s_flush_dispatch (self, peer);
-        else
-            s_flush_deliver (self, peer);
+        s_flush_peer (self, peer);
         s_out_release (peer);
     }
 }
