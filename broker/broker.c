@@ -15,6 +15,7 @@
 #include "journal.h"
 #include "persist.h"
 #include "queue.h"
+#include "state.h"
 #include "util.h"
 
 #include <errno.h>
@@ -54,12 +55,29 @@ struct _peer_t {
 
 typedef struct {
     broker_config_t cfg;            //  configuration (strings owned below)
-    char *cfg_strings [5];          //  copies of the config strings
+    char *cfg_strings [6];          //  copies of the config strings
     zsock_t *pipe;                  //  actor pipe
     zsock_t *producers;             //  client ROUTER
     zsock_t *workers;               //  worker ROUTER
     char *producers_ep;             //  bound client endpoint
     char *workers_ep;               //  bound worker endpoint
+    zsock_t *pub;                   //  shared-state PUB socket
+    char *state_ep;                 //  its bound endpoint
+    uint32_t state_port;            //  its TCP port (0 if not TCP), told in Welcome
+    state_t *state;                 //  shared-state namespaces
+    struct state_change *changes;   //  this turn's state changes, published after the commit
+    size_t change_count;            //  entries in changes
+    size_t change_cap;              //  allocated entries
+    struct state_reply *st_replies; //  this turn's StateReplies, sent after the commit
+    size_t st_reply_count;          //  entries in st_replies
+    size_t st_reply_cap;            //  allocated entries
+    struct state_item *st_items;    //  entries of those replies
+    size_t st_item_count;           //  entries in st_items
+    size_t st_item_cap;             //  allocated entries
+    zmq_msg_t *st_values;           //  value of each st_items entry (shared)
+    uint8_t *st_keys;               //  key bytes of st_items and changes (by offset)
+    size_t st_key_size;             //  bytes used
+    size_t st_key_cap;              //  bytes allocated
     auth_t *auth;                   //  ZAP handler; NULL when insecure
     zcert_t *cert;                  //  server certificate
     drv_codec_t *dec;               //  decodes incoming envelopes
@@ -107,6 +125,39 @@ struct pending_reply {
     uint64_t corr;                  //  request it answers
     size_t first;                   //  its acks in broker_t.acks
     size_t count;                   //  number of acks
+};
+
+//  A shared-state change made this turn: what to publish after the commit,
+//  and what to put back if the commit fails.
+struct state_change {
+    state_ns_t *ns;                 //  namespace changed
+    size_t key;                     //  offset of the key in broker_t.st_keys
+    size_t key_size;                //  its length
+    uint64_t seq;                   //  the change's namespace seq
+    uint64_t version;               //  new version (0 when deleted)
+    bool deleted;                   //  key removed
+    zmq_msg_t value;                //  new value (shared with the entry)
+    bool had_old;                   //  key existed before
+    uint64_t old_version;           //  its version then
+    zmq_msg_t old_value;            //  its value then (shared)
+};
+
+//  A StateReply waiting for the turn's commit.
+struct state_reply {
+    uint8_t session [DRV_ID_SIZE];  //  client to answer
+    uint64_t corr;                  //  request it answers
+    drv_code_t code;                //  outcome
+    const char *message;            //  static text
+    uint64_t seq;                   //  namespace seq reflected
+    size_t first;                   //  its entries in broker_t.st_items
+    size_t count;                   //  number of entries
+};
+
+//  One entry of a pending StateReply (its value is st_values at the same index).
+struct state_item {
+    size_t key;                     //  offset of the key in broker_t.st_keys
+    size_t key_size;                //  its length
+    uint64_t version;               //  0 when the key does not exist
 };
 
 //  A job accepted this turn and the ack that promises it.
@@ -160,6 +211,7 @@ broker_config_defaults (broker_config_t *config)
     memset (config, 0, sizeof *config);
     config->producers = "tcp://*:5555";
     config->workers = "tcp://*:5556";
+    config->max_value = 1024 * 1024;
     config->data_dir = "./drover-data";
     config->heartbeat_ms = 1000;
     config->max_payload = 8 * 1024 * 1024;
@@ -746,6 +798,8 @@ s_on_hello (broker_t *self, zsock_t *socket, drv_peer_kind_t kind,
     reply.welcome.max_payload = self->cfg.max_payload;
     reply.welcome.max_batch = self->cfg.max_batch;
     reply.welcome.role = role;
+    reply.welcome.state_port = self->state_port;
+    reply.welcome.max_value = self->cfg.max_value;
     s_send (self, peer, &reply, NULL, 0);
 }
 
@@ -860,12 +914,439 @@ s_on_submit (broker_t *self, peer_t *client, drv_msg_t *msg)
     }
 }
 
+//  Shared state -------------------------------------------------------------
+//
+//  A StateRequest is carried out at once (so later requests in the same
+//  turn see it), journaled with the turn's other records, and answered and
+//  published only after the turn's commit: nobody learns of a change the
+//  disk does not hold. If the commit fails the turn's changes are undone
+//  in reverse order (seq included, so no seq is ever seen twice with
+//  different contents) and every StateReply of the turn says UNAVAILABLE.
+
+//  Copies key bytes into the turn's key buffer; returns the offset, or
+//  SIZE_MAX when out of memory.
+static size_t
+s_st_key (broker_t *self, const uint8_t *key, size_t key_size)
+{
+    while (self->st_key_size + key_size > self->st_key_cap) {
+        size_t cap = self->st_key_cap? self->st_key_cap * 2: 4096;
+        uint8_t *bigger = realloc (self->st_keys, cap);
+        if (!bigger)
+            return SIZE_MAX;
+        self->st_keys = bigger;
+        self->st_key_cap = cap;
+    }
+    size_t offset = self->st_key_size;
+    if (key_size)
+        memcpy (self->st_keys + offset, key, key_size);
+    self->st_key_size += key_size;
+    return offset;
+}
+
+//  Starts a pending StateReply; NULL when out of memory.
+static struct state_reply *
+s_st_reply (broker_t *self, peer_t *client, uint64_t corr)
+{
+    if (GROW (self->st_replies, self->st_reply_count, self->st_reply_cap))
+        return NULL;
+    struct state_reply *reply = &self->st_replies [self->st_reply_count++];
+    memcpy (reply->session, client->session, DRV_ID_SIZE);
+    reply->corr = corr;
+    reply->code = DRV_CODE_OK;
+    reply->message = "";
+    reply->seq = 0;
+    reply->first = self->st_item_count;
+    reply->count = 0;
+    return reply;
+}
+
+//  Adds an entry to the last pending reply, its value shared (or empty
+//  when value is NULL). 0 or -1 when out of memory.
+static int
+s_st_item (broker_t *self, struct state_reply *reply, const uint8_t *key, size_t key_size,
+           uint64_t version, zmq_msg_t *value)
+{
+    if (self->st_item_count == self->st_item_cap) {
+        size_t cap = self->st_item_cap? self->st_item_cap * 2: 64;
+        struct state_item *items = realloc (self->st_items, cap * sizeof *items);
+        if (!items)
+            return -1;
+        self->st_items = items;
+        zmq_msg_t *values = realloc (self->st_values, cap * sizeof *values);
+        if (!values)
+            return -1;
+        self->st_values = values;
+        self->st_item_cap = cap;
+    }
+    size_t offset = s_st_key (self, key, key_size);
+    if (offset == SIZE_MAX)
+        return -1;
+    struct state_item *item = &self->st_items [self->st_item_count];
+    item->key = offset;
+    item->key_size = key_size;
+    item->version = version;
+    zmq_msg_init (&self->st_values [self->st_item_count]);
+    if (value)
+        zmq_msg_copy (&self->st_values [self->st_item_count], value);
+    self->st_item_count++;
+    reply->count++;
+    return 0;
+}
+
+//  Changes key in ns to value (moved in), or deletes it when value is
+//  NULL; entry is the key's current entry or NULL. Takes the next seq,
+//  journals the change and records it for publishing (and undo). Returns
+//  the key's entry after the change (NULL after a delete), or NULL with
+//  *failed set when out of memory (nothing changed then).
+static state_entry_t *
+s_state_write (broker_t *self, state_ns_t *ns, const uint8_t *key, size_t key_size,
+               state_entry_t *entry, zmq_msg_t *value, bool *failed)
+{
+    *failed = true;
+    size_t offset = s_st_key (self, key, key_size);
+    if (offset == SIZE_MAX || GROW (self->changes, self->change_count, self->change_cap))
+        return NULL;
+    struct state_change *change = &self->changes [self->change_count];
+    change->ns = ns;
+    change->key = offset;
+    change->key_size = key_size;
+    change->had_old = entry != NULL;
+    change->old_version = entry? entry->version: 0;
+    zmq_msg_init (&change->old_value);
+    if (entry)
+        zmq_msg_copy (&change->old_value, &entry->value);
+    zmq_msg_init (&change->value);
+    state_entry_t *now = NULL;
+    if (value) {
+        now = state_put (self->state, ns, key, key_size, change->old_version + 1, value);
+        if (!now) {
+            zmq_msg_close (&change->old_value);
+            return NULL;
+        }
+        zmq_msg_copy (&change->value, &now->value);
+        change->version = now->version;
+        change->deleted = false;
+    }
+    else {
+        state_remove (self->state, ns, key, key_size);
+        change->version = 0;
+        change->deleted = true;
+    }
+    change->seq = ++ns->seq;
+    self->change_count++;
+    *failed = false;
+    if (self->journal) {
+        int rc = now? persist_state_set (self->journal, ns->name, now, change->seq)
+               : persist_state_del (self->journal, ns->name, key, key_size, change->seq);
+        if (rc)
+            drv_log (DRV_LOG_ERROR, "broker", "out of memory recording a state change");
+    }
+    return now;
+}
+
+//  Parses a decimal int64 value for INCR: optional '-', digits, nothing else.
+static bool
+s_parse_int (zmq_msg_t *value, int64_t *number)
+{
+    size_t size = zmq_msg_size (value);
+    const char *data = (const char *) zmq_msg_data (value);
+    if (size == 0 || size > 20)
+        return false;
+    char text [24];
+    memcpy (text, data, size);
+    text [size] = 0;
+    for (size_t i = text [0] == '-'? 1: 0; i < size; i++)
+        if (text [i] < '0' || text [i] > '9')
+            return false;
+    if (text [0] == '-' && size == 1)
+        return false;
+    errno = 0;
+    char *end = NULL;
+    long long parsed = strtoll (text, &end, 10);
+    if (errno || *end)
+        return false;
+    *number = parsed;
+    return true;
+}
+
+//  Refuses a StateRequest as bad input: the reply says why, the log too
+//  (rate-limited). Not for NOT_FOUND or CONFLICT, which are normal answers.
+static void
+s_state_refuse (broker_t *self, peer_t *client, struct state_reply *reply, drv_code_t code,
+                const char *message)
+{
+    reply->code = code;
+    reply->message = message;
+    if (code != DRV_CODE_UNAVAILABLE && code != DRV_CODE_LIMIT)
+        s_warn (self, "state request from %s refused: %s", client->name, message);
+}
+
+static void
+s_on_state (broker_t *self, peer_t *client, drv_msg_t *msg)
+{
+    drv_state_op_t op = msg->state.op;
+    const uint8_t *key = msg->state.key;
+    size_t key_size = msg->state.key_size;
+    zmq_msg_t *payload = &self->frames.msg [2];
+    bool write = op == DRV_STATE_SET || op == DRV_STATE_DEL || op == DRV_STATE_CAS
+              || op == DRV_STATE_INCR;
+    struct state_reply *reply = s_st_reply (self, client, msg->corr);
+    if (!reply) {
+        s_error (self, self->producers, msg->corr, DRV_CODE_LIMIT, "out of memory");
+        return;
+    }
+    if (op < DRV_STATE_GET || op > DRV_STATE_SNAPSHOT) {
+        s_state_refuse (self, client, reply, DRV_CODE_BAD_REQUEST, "unknown state operation");
+        return;
+    }
+    if (!drv_queue_name_valid (msg->state.ns)) {
+        s_state_refuse (self, client, reply, DRV_CODE_BAD_REQUEST,
+                        "invalid namespace name (1-128 of A-Z a-z 0-9 . _ - :)");
+        return;
+    }
+    if (op != DRV_STATE_SNAPSHOT && key_size > STATE_KEY_MAX) {
+        s_state_refuse (self, client, reply, DRV_CODE_TOO_LARGE, "key longer than 1024 bytes");
+        return;
+    }
+    if (op != DRV_STATE_SNAPSHOT && op != DRV_STATE_LIST && key_size == 0) {
+        s_state_refuse (self, client, reply, DRV_CODE_BAD_REQUEST, "empty key");
+        return;
+    }
+    if ((op == DRV_STATE_SET || op == DRV_STATE_CAS)
+    &&  zmq_msg_size (payload) > self->cfg.max_value) {
+        s_state_refuse (self, client, reply, DRV_CODE_TOO_LARGE,
+                        "value larger than the broker's max_value");
+        return;
+    }
+    if (write && self->journal && self->now < self->storage_retry_at) {
+        s_state_refuse (self, client, reply, DRV_CODE_UNAVAILABLE,
+                        "broker cannot store changes now (journal write failed); retry later");
+        return;
+    }
+    state_ns_t *ns = write? state_ns_require (self->state, msg->state.ns)
+                   : state_ns_find (self->state, msg->state.ns);
+    if (write && !ns) {
+        s_state_refuse (self, client, reply, DRV_CODE_LIMIT, "broker out of memory");
+        return;
+    }
+    reply->seq = ns? ns->seq: 0;
+    state_entry_t *entry = ns && key_size? state_get (ns, key, key_size): NULL;
+    int rc = 0;
+    bool failed = false;
+    switch (op) {
+        case DRV_STATE_GET:
+            if (entry)
+                rc = s_st_item (self, reply, key, key_size, entry->version, &entry->value);
+            else {
+                reply->code = DRV_CODE_NOT_FOUND;
+                reply->message = ns? "no such key": "no such namespace";
+                rc = s_st_item (self, reply, key, key_size, 0, NULL);
+            }
+            break;
+        case DRV_STATE_LIST:
+        case DRV_STATE_SNAPSHOT: {
+            if (!ns)
+                break;      //  an empty namespace: nothing yet, seq 0
+            bool list = op == DRV_STATE_LIST;
+            size_t limit = list? self->cfg.max_batch: SIZE_MAX;
+            if (list && msg->state.limit && msg->state.limit < limit)
+                limit = msg->state.limit;
+            size_t at = list? state_lower_bound (ns, key, key_size): 0;
+            for (; !rc && at < ns->count && reply->count < limit; at++) {
+                state_entry_t *e = ns->entries [at];
+                if (list && !state_has_prefix (e, key, key_size))
+                    break;
+                rc = s_st_item (self, reply, e->key, e->key_size, e->version, &e->value);
+            }
+            break;
+        }
+        case DRV_STATE_DEL:
+            if (!entry) {
+                reply->code = DRV_CODE_NOT_FOUND;
+                reply->message = "no such key";
+                rc = s_st_item (self, reply, key, key_size, 0, NULL);
+                break;
+            }
+            s_state_write (self, ns, key, key_size, entry, NULL, &failed);
+            if (!failed)
+                rc = s_st_item (self, reply, key, key_size, 0, NULL);
+            break;
+        case DRV_STATE_CAS:
+            if (msg->state.expect_version != (entry? entry->version: 0)) {
+                reply->code = DRV_CODE_CONFLICT;
+                reply->message = entry? "version differs": "no such key";
+                rc = s_st_item (self, reply, key, key_size, entry? entry->version: 0,
+                                entry? &entry->value: NULL);
+                break;
+            }
+            //  fall through - the expected version: a plain set
+        case DRV_STATE_SET:
+            entry = s_state_write (self, ns, key, key_size, entry, payload, &failed);
+            //  The writer has the value already: the reply carries the
+            //  new version and an empty frame, not the value back
+            if (!failed)
+                rc = s_st_item (self, reply, key, key_size, entry->version, NULL);
+            break;
+        case DRV_STATE_INCR: {
+            int64_t number = 0;
+            if (entry && !s_parse_int (&entry->value, &number)) {
+                s_state_refuse (self, client, reply, DRV_CODE_BAD_REQUEST,
+                                "value is not a decimal integer");
+                break;
+            }
+            int64_t delta = msg->state.delta;
+            if ((delta > 0 && number > INT64_MAX - delta)
+            ||  (delta < 0 && number < INT64_MIN - delta)) {
+                s_state_refuse (self, client, reply, DRV_CODE_BAD_REQUEST,
+                                "increment overflows a 64-bit integer");
+                break;
+            }
+            char text [24];
+            int len = snprintf (text, sizeof text, "%" PRId64, number + delta);
+            zmq_msg_t value;
+            if (zmq_msg_init_size (&value, (size_t) len)) {
+                failed = true;
+                break;
+            }
+            memcpy (zmq_msg_data (&value), text, (size_t) len);
+            entry = s_state_write (self, ns, key, key_size, entry, &value, &failed);
+            zmq_msg_close (&value);
+            //  The new number is news to the caller: send it
+            if (!failed)
+                rc = s_st_item (self, reply, key, key_size, entry->version, &entry->value);
+            break;
+        }
+        default:
+            break;
+    }
+    if (failed || (rc && !write)) {
+        //  Out of memory and nothing changed: the caller may retry
+        reply->code = DRV_CODE_LIMIT;
+        reply->message = "broker out of memory";
+    }
+    else
+    if (rc)
+        //  The change stands (and is published), so the reply must not
+        //  invite a retry (an INCR would count twice); it just lacks detail
+        reply->message = "done, but the broker ran out of memory building the reply";
+    if (ns)
+        reply->seq = ns->seq;
+}
+
+//  Drops what the turn gathered for state replies and publishing.
+static void
+s_state_clear (broker_t *self)
+{
+    for (size_t i = 0; i < self->change_count; i++) {
+        zmq_msg_close (&self->changes [i].value);
+        zmq_msg_close (&self->changes [i].old_value);
+    }
+    for (size_t i = 0; i < self->st_item_count; i++)
+        zmq_msg_close (&self->st_values [i]);
+    self->change_count = 0;
+    self->st_item_count = 0;
+    self->st_reply_count = 0;
+    self->st_key_size = 0;
+}
+
+//  After the turn's commit: publishes the changes and answers the state
+//  requests, or, if the commit failed, undoes the changes and answers
+//  UNAVAILABLE.
+static void
+s_state_commit (broker_t *self, bool failed)
+{
+    if (failed && self->change_count) {
+        for (size_t i = self->change_count; i-- > 0;) {
+            struct state_change *change = &self->changes [i];
+            const uint8_t *key = self->st_keys + change->key;
+            if (change->had_old) {
+                zmq_msg_t value;
+                zmq_msg_init (&value);
+                zmq_msg_copy (&value, &change->old_value);
+                if (!state_put (self->state, change->ns, key, change->key_size,
+                                change->old_version, &value)) {
+                    zmq_msg_close (&value);
+                    drv_log (DRV_LOG_ERROR, "broker", "out of memory undoing a state change");
+                }
+            }
+            else
+                state_remove (self->state, change->ns, key, change->key_size);
+            change->ns->seq = change->seq - 1;
+        }
+        //  Reads of this turn may have seen the undone changes: refuse them too
+        for (size_t i = 0; i < self->st_reply_count; i++) {
+            struct state_reply *reply = &self->st_replies [i];
+            reply->code = DRV_CODE_UNAVAILABLE;
+            reply->message = "broker could not store the change (journal write failed); "
+                             "retry later";
+            reply->count = 0;
+            reply->seq = 0;
+        }
+    }
+    else
+    for (size_t i = 0; i < self->change_count; i++) {
+        struct state_change *change = &self->changes [i];
+        drv_msg_t update;
+        drv_msg_init (&update, DRV_CMD_STATE_UPDATE, 0);
+        update.update.ns = change->ns->name;
+        update.update.seq = change->seq;
+        update.update.key = self->st_keys + change->key;
+        update.update.key_size = change->key_size;
+        update.update.version = change->version;
+        update.update.deleted = change->deleted;
+        zmq_msg_t topic, envelope;
+        //  Topic: the name and a zero byte, so "a" does not match "ab"
+        size_t name_size = strlen (change->ns->name);
+        if (drv_codec_encode (self->enc, &update, &envelope)) {
+            drv_log (DRV_LOG_ERROR, "broker", "cannot encode StateUpdate");
+            continue;
+        }
+        zmq_msg_init_size (&topic, name_size + 1);
+        memcpy (zmq_msg_data (&topic), change->ns->name, name_size + 1);
+        if (drv_send (zsock_resolve (self->pub), &topic, &envelope, &change->value, 1, true)) {
+            s_warn (self, "cannot publish a state update: %s", zmq_strerror (errno));
+            zmq_msg_close (&envelope);
+        }
+        zmq_msg_close (&topic);
+    }
+    for (size_t i = 0; i < self->st_reply_count; i++) {
+        struct state_reply *pending = &self->st_replies [i];
+        char key [33];
+        drv_hex (pending->session, DRV_ID_SIZE, key);
+        peer_t *client = (peer_t *) zhashx_lookup (self->sessions, key);
+        if (!client)
+            continue;       //  gone; its values are closed below
+        drv_msg_t reply;
+        drv_msg_init (&reply, DRV_CMD_STATE_REPLY, pending->corr);
+        reply.state_reply.code = pending->code;
+        reply.state_reply.message = pending->message;
+        reply.state_reply.seq = pending->seq;
+        reply.count = pending->count;
+        if (pending->count) {
+            reply.entries = drv_codec_alloc (self->enc, pending->count * sizeof *reply.entries);
+            if (!reply.entries)
+                continue;
+            for (size_t j = 0; j < pending->count; j++) {
+                struct state_item *item = &self->st_items [pending->first + j];
+                reply.entries [j].key = self->st_keys + item->key;
+                reply.entries [j].key_size = item->key_size;
+                reply.entries [j].version = item->version;
+            }
+        }
+        //  Moves the values out; s_state_clear closes what is left
+        s_send (self, client, &reply, pending->count? &self->st_values [pending->first]: NULL,
+                pending->count);
+    }
+    s_state_clear (self);
+}
+
 //  Makes the turn's records durable, then answers the turn's submits. If
 //  the journal cannot take them, the turn's new jobs are taken back and
 //  refused, and new submits are refused for a second before trying again.
 static void
 s_commit (broker_t *self)
 {
+    bool failed = false;
     if (self->journal && journal_pending (self->journal)) {
         char why [160];
         if (journal_commit (self->journal, why, sizeof why) == 0) {
@@ -880,6 +1361,7 @@ s_commit (broker_t *self)
                          "refusing new jobs until it works again", why);
             snprintf (self->storage_error, sizeof self->storage_error, "%s", why);
             self->storage_retry_at = self->now + 1000;
+            failed = true;
             for (size_t i = 0; i < self->fresh_count; i++) {
                 job_t *job = self->fresh [i].job;
                 drv_joback_t *ack = &self->acks [self->fresh [i].ack];
@@ -914,8 +1396,10 @@ s_commit (broker_t *self)
     }
     self->reply_count = 0;
     self->ack_count = 0;
+    s_state_commit (self, failed);
     if (self->journal && !self->storage_retry_at
-    &&  journal_should_compact (self->journal, self->live_bytes, self->cfg.compact_factor)) {
+    &&  journal_should_compact (self->journal, self->live_bytes + state_bytes (self->state),
+                                self->cfg.compact_factor)) {
         char why [160];
         uint64_t before = journal_size (self->journal);
         uint64_t start = drv_now_ms ();
@@ -925,7 +1409,8 @@ s_commit (broker_t *self)
             queues [count++] = q;
         int rc = -1;
         if (queues)
-            rc = persist_compact (self->journal, self->jobs, queues, count, why, sizeof why);
+            rc = persist_compact (self->journal, self->jobs, self->state, queues, count,
+                                  why, sizeof why);
         else
             snprintf (why, sizeof why, "out of memory");
         free (queues);
@@ -1243,7 +1728,8 @@ s_command_allowed (drv_peer_kind_t kind, drv_cmd_t cmd)
 {
     if (kind == DRV_PEER_CLIENT)
         return cmd == DRV_CMD_SUBMIT || cmd == DRV_CMD_QUERY || cmd == DRV_CMD_CANCEL
-            || cmd == DRV_CMD_STATS || cmd == DRV_CMD_QUEUE_CONTROL || cmd == DRV_CMD_DEAD_LETTER;
+            || cmd == DRV_CMD_STATS || cmd == DRV_CMD_QUEUE_CONTROL || cmd == DRV_CMD_DEAD_LETTER
+            || cmd == DRV_CMD_STATE_REQUEST;
     return cmd == DRV_CMD_REPORT || cmd == DRV_CMD_CREDIT || cmd == DRV_CMD_PROGRESS;
 }
 
@@ -1338,6 +1824,9 @@ s_handle (broker_t *self, zsock_t *socket, drv_peer_kind_t kind, int total)
             break;
         case DRV_CMD_DEAD_LETTER:
             s_on_dead (self, peer, &msg);
+            break;
+        case DRV_CMD_STATE_REQUEST:
+            s_on_state (self, peer, &msg);
             break;
         case DRV_CMD_CREDIT:
             peer->credit = (uint64_t) peer->credit + msg.credit > CREDIT_CAP? CREDIT_CAP
@@ -1456,10 +1945,18 @@ s_liveness (broker_t *self)
 static int
 s_bind (broker_t *self, zsock_t *socket, const char *endpoint, char **bound)
 {
-    zsock_set_router_mandatory (socket, 1);
-    zsock_set_sndhwm (socket, 100000);
+    if (zsock_type (socket) == ZMQ_ROUTER) {
+        zsock_set_router_mandatory (socket, 1);
+        zsock_set_sndhwm (socket, 100000);
+    }
+    else
+        //  A slow subscriber loses updates past this and resynchronises
+        //  on the gap; set high so that is rare
+        zsock_set_sndhwm (socket, 1000000);
     zsock_set_rcvhwm (socket, 100000);
-    zsock_set_maxmsgsize (socket, (int64_t) self->cfg.max_payload + FRAME_SLACK);
+    uint32_t largest = self->cfg.max_payload > self->cfg.max_value? self->cfg.max_payload
+                     : self->cfg.max_value;
+    zsock_set_maxmsgsize (socket, (int64_t) largest + FRAME_SLACK);
     zsock_set_linger (socket, 1000);
     if (!self->cfg.insecure) {
         zsock_set_zap_domain (socket, "drover");
@@ -1475,13 +1972,31 @@ s_bind (broker_t *self, zsock_t *socket, const char *endpoint, char **bound)
     return 0;
 }
 
+//  The state endpoint when none is given, derived from the client one so
+//  that brokers sharing a host (tests, `drover up`) never collide: the same
+//  host with port +2 (5555 -> 5557), an OS-chosen port if the client port
+//  is one ("*"), or the client path with ".state" for ipc and inproc.
+static char *
+s_state_default (const char *producers)
+{
+    const char *colon = strrchr (producers, ':');
+    bool tcp = strncmp (producers, "tcp://", 6) == 0 && colon && colon > producers + 5;
+    if (!tcp)
+        return zsys_sprintf ("%s.state", producers);
+    char *end = NULL;
+    long port = strtol (colon + 1, &end, 10);
+    if (colon [1] && *end == 0 && port > 0 && port < 65534)
+        return zsys_sprintf ("%.*s:%ld", (int) (colon - producers), producers, port + 2);
+    return zsys_sprintf ("%.*s:*", (int) (colon - producers), producers);
+}
+
 static void
 s_config_copy (broker_t *self, const broker_config_t *config)
 {
     self->cfg = *config;
     const char **fields [] = {&self->cfg.producers, &self->cfg.workers, &self->cfg.cert,
-                              &self->cfg.allow, &self->cfg.data_dir};
-    for (int i = 0; i < 5; i++)
+                              &self->cfg.allow, &self->cfg.data_dir, &self->cfg.state};
+    for (int i = 0; i < 6; i++)
         if (*fields [i])
             *fields [i] = self->cfg_strings [i] = strdup (*fields [i]);
     if (self->cfg.heartbeat_ms == 0)
@@ -1498,6 +2013,10 @@ s_config_copy (broker_t *self, const broker_config_t *config)
         self->cfg.default_result_ttl_s = 3600;
     if (self->cfg.dead_ttl_s == 0)
         self->cfg.dead_ttl_s = 7 * 86400;
+    if (self->cfg.max_value == 0)
+        self->cfg.max_value = 1024 * 1024;
+    if (!self->cfg.state && self->cfg.producers)
+        self->cfg.state = self->cfg_strings [5] = s_state_default (self->cfg.producers);
     if (self->cfg.compact_factor < 2)
         self->cfg.compact_factor = 4;
 }
@@ -1569,11 +2088,20 @@ s_open_journal (broker_t *self)
         snprintf (self->start_error, sizeof self->start_error, "%.250s", why);
         return -1;
     }
-    if (persist_replay (self->journal, self->jobs, s_replay_queue, self, why, sizeof why)) {
+    if (persist_replay (self->journal, self->jobs, self->state, s_replay_queue, self,
+                        why, sizeof why)) {
         snprintf (self->start_error, sizeof self->start_error, "%.250s", why);
         return -1;
     }
     s_place_replayed (self);
+    size_t spaces = 0, keys = 0;
+    for (state_ns_t *ns = state_ns_first (self->state); ns; ns = state_ns_next (self->state)) {
+        spaces++;
+        keys += ns->count;
+    }
+    if (spaces)
+        drv_log (DRV_LOG_INFO, "broker", "shared state replayed: %zu namespaces, %zu keys",
+                 spaces, keys);
     return 0;
 }
 
@@ -1583,6 +2111,7 @@ s_start (broker_t *self)
     self->dec = drv_codec_new ();
     self->enc = drv_codec_new ();
     self->jobs = job_store_new ();
+    self->state = state_new ();
     self->timers = job_heap_new ();
     self->queues = zhashx_new ();
     zhashx_set_destructor (self->queues, (zhashx_destructor_fn *) queue_destroy);
@@ -1630,15 +2159,23 @@ s_start (broker_t *self)
     }
     self->producers = zsock_new (ZMQ_ROUTER);
     self->workers = zsock_new (ZMQ_ROUTER);
-    if (!self->producers || !self->workers) {
+    self->pub = zsock_new (ZMQ_PUB);
+    if (!self->producers || !self->workers || !self->pub || !self->state) {
         snprintf (self->start_error, sizeof self->start_error, "cannot create sockets");
         return -1;
     }
     if (s_bind (self, self->producers, self->cfg.producers, &self->producers_ep)
-    ||  s_bind (self, self->workers, self->cfg.workers, &self->workers_ep))
+    ||  s_bind (self, self->workers, self->cfg.workers, &self->workers_ep)
+    ||  s_bind (self, self->pub, self->cfg.state, &self->state_ep))
         return -1;
+    //  Welcome tells clients the port; they reach it at the producer host
+    const char *colon = strrchr (self->state_ep, ':');
+    if (strncmp (self->state_ep, "tcp://", 6) == 0 && colon)
+        self->state_port = (uint32_t) atoi (colon + 1);
+    //  Scripts parse this line (tests/integration): keep its format
     drv_log (DRV_LOG_INFO, "broker", "serving clients on %s and workers on %s",
              self->producers_ep, self->workers_ep);
+    drv_log (DRV_LOG_INFO, "broker", "publishing state updates on %s", self->state_ep);
     return 0;
 }
 
@@ -1653,6 +2190,14 @@ s_stop (broker_t *self)
             s_peer_drop (self, (peer_t *) zhashx_first (self->clients), "broker stopping");
     zsock_destroy (&self->producers);
     zsock_destroy (&self->workers);
+    zsock_destroy (&self->pub);
+    s_state_clear (self);
+    free (self->changes);
+    free (self->st_replies);
+    free (self->st_items);
+    free (self->st_values);
+    free (self->st_keys);
+    state_destroy (&self->state);
     auth_destroy (&self->auth);
     zcert_destroy (&self->cert);
     journal_close (&self->journal);
@@ -1671,7 +2216,8 @@ s_stop (broker_t *self)
     free (self->sendbuf);
     zstr_free (&self->producers_ep);
     zstr_free (&self->workers_ep);
-    for (int i = 0; i < 5; i++)
+    zstr_free (&self->state_ep);
+    for (int i = 0; i < 6; i++)
         free (self->cfg_strings [i]);
 }
 
@@ -1689,6 +2235,9 @@ s_on_pipe (broker_t *self)
     if (streq (command, "ENDPOINTS"))
         zstr_sendx (self->pipe, self->producers_ep? self->producers_ep: "",
                     self->workers_ep? self->workers_ep: "", NULL);
+    else
+    if (streq (command, "STATE_ENDPOINT"))
+        zstr_send (self->pipe, self->state_ep? self->state_ep: "");
     else
     if (streq (command, "STATUS"))
         zstr_send (self->pipe, *self->start_error? self->start_error: "OK");
@@ -1777,4 +2326,13 @@ broker_endpoints (zactor_t *broker, char **producers, char **workers)
     if (zstr_send (broker, "ENDPOINTS"))
         return -1;
     return zstr_recvx (broker, producers, workers, NULL) == 2? 0: -1;
+}
+
+int
+broker_state_endpoint (zactor_t *broker, char **state)
+{
+    if (zstr_send (broker, "STATE_ENDPOINT"))
+        return -1;
+    *state = zstr_recv (broker);
+    return *state? 0: -1;
 }

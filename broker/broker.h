@@ -15,6 +15,7 @@
 
     Commands on the actor pipe (zstr strings):
         "ENDPOINTS"  -> two strings: producer and worker endpoints bound
+        "STATE_ENDPOINT" -> one string: the state PUB endpoint bound
         "$TERM"      -> stops; in-flight work is dropped (memory mode)
 */
 #ifndef BROKER_H_INCLUDED
@@ -29,6 +30,7 @@
 typedef struct {
     const char *producers;      //  client endpoint, default "tcp://*:5555"
     const char *workers;        //  worker endpoint, default "tcp://*:5556"
+    const char *state;          //  shared-state PUB endpoint; NULL (default): producers' host, port +2 (tcp://*:5557)
     const char *cert;           //  server secret certificate path, or NULL
     const char *allow;          //  allow-list directory of client certificates
     const char *data_dir;       //  data directory, default "./drover-data"
@@ -43,6 +45,7 @@ typedef struct {
     uint32_t dead_ttl_s;            //  failed jobs stay in the dead letters this long; default 7 days
     bool in_memory;             //  --durability none: no journal
     const journal_io_t *io;     //  journal file operations (tests inject faults); NULL = libc
+    uint32_t max_value;         //  largest shared-state value, bytes; default 1 MiB
     unsigned compact_factor;    //  compact when the journal passes factor x live data; default 4
 } broker_config_t;
 
@@ -59,5 +62,9 @@ zactor_t *broker_start (const broker_config_t *config);
 //  Asks a running broker actor for its bound endpoints; the strings are
 //  freed by the caller (zstr_free). Returns 0 or -1.
 int broker_endpoints (zactor_t *broker, char **producers, char **workers);
+
+//  Asks a running broker actor for its bound state PUB endpoint; the
+//  string is freed by the caller (zstr_free). Returns 0 or -1.
+int broker_state_endpoint (zactor_t *broker, char **state);
 
 #endif

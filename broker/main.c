@@ -13,6 +13,8 @@ s_usage (FILE *out)
         "usage: droverd [options]\n"
         "  --producers EP      client endpoint (default tcp://*:5555)\n"
         "  --workers EP        worker endpoint (default tcp://*:5556)\n"
+        "  --state EP          shared-state update (PUB) endpoint (default: the --producers\n"
+        "                      host with its port + 2, i.e. tcp://*:5557)\n"
         "  --cert FILE         server secret certificate (default: DATA_DIR/server.cert,\n"
         "                      created on first start)\n"
         "  --allow DIR         allow-list directory of client public certificates\n"
@@ -22,6 +24,7 @@ s_usage (FILE *out)
         "                      disk) or none (in memory, lost on stop)\n"
         "  --heartbeat MS      heartbeat interval (default 1000); peers die after 3 missed\n"
         "  --max-payload BYTES largest payload accepted (default 8388608)\n"
+        "  --max-value BYTES   largest shared-state value (default 1048576)\n"
         "  --max-batch N       most jobs in one message (default 1000)\n"
         "  --job-timeout S     default per-attempt timeout (default 300)\n"
         "  --attempts N        default maximum attempts (default 3)\n"
@@ -60,7 +63,7 @@ main (int argc, char *argv [])
 
     enum { O_PRODUCERS = 256, O_WORKERS, O_CERT, O_ALLOW, O_DATA, O_INSECURE, O_HEARTBEAT,
            O_MAXPAYLOAD, O_MAXBATCH, O_TIMEOUT, O_ATTEMPTS, O_BACKOFF, O_TTL, O_LEVEL,
-           O_FORMAT, O_DURABILITY, O_DEADTTL, O_HELP };
+           O_FORMAT, O_DURABILITY, O_DEADTTL, O_STATE, O_MAXVALUE, O_HELP };
     static struct option options [] = {
         {"producers", required_argument, 0, O_PRODUCERS},
         {"workers", required_argument, 0, O_WORKERS},
@@ -79,6 +82,8 @@ main (int argc, char *argv [])
         {"log-format", required_argument, 0, O_FORMAT},
         {"durability", required_argument, 0, O_DURABILITY},
         {"dead-ttl", required_argument, 0, O_DEADTTL},
+        {"state", required_argument, 0, O_STATE},
+        {"max-value", required_argument, 0, O_MAXVALUE},
         {"help", no_argument, 0, O_HELP},
         {0, 0, 0, 0}
     };
@@ -88,6 +93,8 @@ main (int argc, char *argv [])
         switch (opt) {
             case O_PRODUCERS: config.producers = optarg; break;
             case O_WORKERS: config.workers = optarg; break;
+            case O_STATE: config.state = optarg; break;
+            case O_MAXVALUE: config.max_value = s_number ("--max-value", optarg, 1, 256u << 20); break;
             case O_CERT: config.cert = optarg; break;
             case O_ALLOW: config.allow = optarg; break;
             case O_DATA: config.data_dir = optarg; break;

@@ -10,6 +10,13 @@
                  u16 error length, error, then the result to the end
       JOB_FORGET id[16]
       QUEUE      u8 paused, u8 name length, name
+      STATE_SET  u8 ns length, ns, u16 key length, key, u64 version, u64 seq,
+                 then the value to the end of the record
+      STATE_DEL  u8 ns length, ns, u16 key length, key, u64 seq
+      STATE_SEQ  u8 ns length, ns, u64 seq
+    A namespace's seq on replay is the highest seen, so a compacted journal
+    (which writes each entry with the namespace's current seq) and the
+    STATE_SEQ record keep it from ever going back.
 */
 #include "persist.h"
 #include "queue.h"
@@ -200,6 +207,60 @@ persist_queue (journal_t *journal, const queue_t *queue)
     return s_write_queue (journal, journal_append, queue);
 }
 
+//  Namespace name and key, the common start of the state records.
+static void
+s_put_ns_key (writer_t *w, const char *ns, const uint8_t *key, size_t key_size)
+{
+    size_t nlen = strlen (ns);
+    s_put_u8 (w, (uint8_t) nlen);
+    s_put (w, ns, nlen);
+    s_put_u16 (w, (uint16_t) key_size);
+    s_put (w, key, key_size);
+}
+
+static int
+s_write_state_set (journal_t *journal, append_fn *append, const char *ns,
+                   const state_entry_t *entry, uint64_t seq)
+{
+    uint8_t head [32 + QUEUE_NAME_MAX + STATE_KEY_MAX];
+    writer_t w = {head, 0};
+    s_put_ns_key (&w, ns, entry->key, entry->key_size);
+    s_put_u64 (&w, entry->version);
+    s_put_u64 (&w, seq);
+    return append (journal, PERSIST_STATE_SET, head, w.size,
+                   zmq_msg_data ((zmq_msg_t *) &entry->value),
+                   zmq_msg_size ((zmq_msg_t *) &entry->value));
+}
+
+int
+persist_state_set (journal_t *journal, const char *ns, const state_entry_t *entry, uint64_t seq)
+{
+    return s_write_state_set (journal, journal_append, ns, entry, seq);
+}
+
+int
+persist_state_del (journal_t *journal, const char *ns, const uint8_t *key, size_t key_size,
+                   uint64_t seq)
+{
+    uint8_t head [32 + QUEUE_NAME_MAX + STATE_KEY_MAX];
+    writer_t w = {head, 0};
+    s_put_ns_key (&w, ns, key, key_size);
+    s_put_u64 (&w, seq);
+    return journal_append (journal, PERSIST_STATE_DEL, head, w.size, NULL, 0);
+}
+
+static int
+s_write_state_seq (journal_t *journal, append_fn *append, const state_ns_t *ns)
+{
+    uint8_t head [16 + QUEUE_NAME_MAX];
+    writer_t w = {head, 0};
+    size_t nlen = strlen (ns->name);
+    s_put_u8 (&w, (uint8_t) nlen);
+    s_put (&w, ns->name, nlen);
+    s_put_u64 (&w, ns->seq);
+    return append (journal, PERSIST_STATE_SEQ, head, w.size, NULL, 0);
+}
+
 uint64_t
 persist_job_bytes (const job_t *job)
 {
@@ -214,6 +275,7 @@ persist_job_bytes (const job_t *job)
 
 typedef struct {
     job_store_t *store;             //  being rebuilt
+    state_t *state;                 //  shared state being rebuilt
     persist_queue_fn *queue_fn;     //  resolves queue names
     void *arg;                      //  for queue_fn
     char *why;                      //  error text out
@@ -344,6 +406,72 @@ s_replay_end (replay_t *self, reader_t *r)
     return 0;
 }
 
+//  Reads a state record's namespace (validated, into name) and finds or
+//  creates it; NULL on a malformed name (with why set) or no memory.
+static state_ns_t *
+s_replay_ns (replay_t *self, reader_t *r, const char *what)
+{
+    size_t nlen = (size_t) s_get_le (r, 1);
+    const uint8_t *text = s_get (r, nlen);
+    char name [QUEUE_NAME_MAX + 1];
+    if (r->failed || nlen > QUEUE_NAME_MAX) {
+        s_replay_fail (self, what);
+        return NULL;
+    }
+    memcpy (name, text, nlen);
+    name [nlen] = 0;
+    if (!drv_queue_name_valid (name)) {
+        s_replay_fail (self, what);
+        return NULL;
+    }
+    state_ns_t *ns = state_ns_require (self->state, name);
+    if (!ns)
+        snprintf (self->why, self->why_size, "out of memory replaying the journal");
+    return ns;
+}
+
+static int
+s_replay_state (replay_t *self, uint8_t type, reader_t *r)
+{
+    const char *what = type == PERSIST_STATE_SET? "STATE_SET"
+                     : type == PERSIST_STATE_DEL? "STATE_DEL": "STATE_SEQ";
+    state_ns_t *ns = s_replay_ns (self, r, what);
+    if (!ns)
+        return -1;
+    const uint8_t *key = NULL;
+    size_t klen = 0;
+    uint64_t version = 0;
+    if (type != PERSIST_STATE_SEQ) {
+        klen = (size_t) s_get_le (r, 2);
+        key = s_get (r, klen);
+        if (type == PERSIST_STATE_SET)
+            version = s_get_le (r, 8);
+    }
+    uint64_t seq = s_get_le (r, 8);
+    if (r->failed || (type != PERSIST_STATE_SEQ && (klen == 0 || klen > STATE_KEY_MAX)))
+        return s_replay_fail (self, what);
+    if (seq > ns->seq)
+        ns->seq = seq;
+    if (type == PERSIST_STATE_DEL)
+        state_remove (self->state, ns, key, klen);
+    else
+    if (type == PERSIST_STATE_SET) {
+        zmq_msg_t value;
+        size_t size = r->size - r->pos;
+        if (zmq_msg_init_size (&value, size)) {
+            snprintf (self->why, self->why_size, "out of memory replaying the journal");
+            return -1;
+        }
+        memcpy (zmq_msg_data (&value), r->data + r->pos, size);
+        if (!state_put (self->state, ns, key, klen, version, &value)) {
+            zmq_msg_close (&value);
+            snprintf (self->why, self->why_size, "out of memory replaying the journal");
+            return -1;
+        }
+    }
+    return 0;
+}
+
 static int
 s_replay_record (uint8_t type, const uint8_t *body, size_t size, void *arg)
 {
@@ -386,6 +514,11 @@ s_replay_record (uint8_t type, const uint8_t *body, size_t size, void *arg)
             rc = 0;
             break;
         }
+        case PERSIST_STATE_SET:
+        case PERSIST_STATE_DEL:
+        case PERSIST_STATE_SEQ:
+            rc = s_replay_state (self, type, &r);
+            break;
         default:
             return s_replay_fail (self, "unknown record type");
     }
@@ -394,16 +527,16 @@ s_replay_record (uint8_t type, const uint8_t *body, size_t size, void *arg)
 }
 
 int
-persist_replay (journal_t *journal, job_store_t *store, persist_queue_fn *queue_fn,
-                void *arg, char *why, size_t why_size)
+persist_replay (journal_t *journal, job_store_t *store, state_t *state,
+                persist_queue_fn *queue_fn, void *arg, char *why, size_t why_size)
 {
-    replay_t replay = {store, queue_fn, arg, why, why_size, 0};
+    replay_t replay = {store, state, queue_fn, arg, why, why_size, 0};
     return journal_replay (journal, s_replay_record, &replay, why, why_size);
 }
 
 int
-persist_compact (journal_t *journal, job_store_t *store, queue_t **queues, size_t queue_count,
-                 char *why, size_t why_size)
+persist_compact (journal_t *journal, job_store_t *store, state_t *state,
+                 queue_t **queues, size_t queue_count, char *why, size_t why_size)
 {
     if (journal_compact_begin (journal, why, why_size))
         return -1;
@@ -424,6 +557,19 @@ persist_compact (journal_t *journal, job_store_t *store, queue_t **queues, size_
         else
         if (!rc && job->attempts)
             rc = s_write_retry (journal, journal_compact_append, job);
+        if (rc) {
+            snprintf (why, why_size, "cannot write the compacted journal");
+            journal_compact_abort (journal);
+            return -1;
+        }
+    }
+    //  Each namespace's seq first (an empty namespace keeps it too), then
+    //  its entries as they stand
+    for (state_ns_t *ns = state_ns_first (state); ns; ns = state_ns_next (state)) {
+        int rc = s_write_state_seq (journal, journal_compact_append, ns);
+        for (size_t i = 0; !rc && i < ns->count; i++)
+            rc = s_write_state_set (journal, journal_compact_append, ns->name, ns->entries [i],
+                                    ns->seq);
         if (rc) {
             snprintf (why, why_size, "cannot write the compacted journal");
             journal_compact_abort (journal);

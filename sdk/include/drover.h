@@ -53,7 +53,8 @@ typedef enum {
     DROVER_EUNAVAILABLE,  //  the broker cannot accept work now
     DROVER_EKEY,          //  a certificate file is missing or unreadable
     DROVER_ESTATE,        //  the job is in a state that does not allow this
-    DROVER_EINTERNAL      //  unexpected internal error
+    DROVER_EINTERNAL,     //  unexpected internal error
+    DROVER_ECONFLICT      //  compare-and-set: the value's version differs
 } drover_err_t;
 
 //  Text for an error code. Never NULL; static storage.
@@ -268,6 +269,88 @@ void drover_future_on_done (drover_future_t *future, drover_future_fn *fn, void 
 //  Releases the future. The job itself goes on; its result stays on the
 //  broker for its time-to-live.
 void drover_future_destroy (drover_future_t **future_p);
+
+//  ---------------------------------------------------------------------
+//  Shared state: named namespaces of keys (C strings, at most 1024 bytes)
+//  to values (bytes, at most the broker's limit, 1 MiB by default), each
+//  value with a version (1 on creation, +1 on every change). Every change
+//  is published to replicas. Namespace names follow the queue-name rule.
+//  All calls block up to timeout_ms and may be made from any thread.
+//  Returns 0 or: DROVER_EINVAL (bad name, key or argument), DROVER_ENOTFOUND
+//  (no such key), DROVER_ECONFLICT (CAS), DROVER_ETOOLARGE (key or value),
+//  DROVER_EDENIED, DROVER_EUNAVAILABLE, DROVER_ETIMEDOUT, DROVER_ECLOSED.
+
+//  Reads a key. On success *value_p receives a malloc'd copy (the caller
+//  frees it; NUL-terminated for convenience, the NUL not counted in size).
+//  value_p, size_p and version_p may each be NULL.
+int drover_state_get (drover_client_t *client, const char *ns, const char *key,
+                      void **value_p, size_t *size_p, uint64_t *version_p, int timeout_ms);
+
+//  Writes a key (creating it). *version_p (may be NULL) receives the new version.
+int drover_state_set (drover_client_t *client, const char *ns, const char *key,
+                      const void *value, size_t size, uint64_t *version_p, int timeout_ms);
+
+//  Removes a key. DROVER_ENOTFOUND if it did not exist.
+int drover_state_del (drover_client_t *client, const char *ns, const char *key, int timeout_ms);
+
+//  Writes a key only if its version is expect_version (0: only if the key
+//  does not exist). On DROVER_ECONFLICT, *version_p (may be NULL) receives
+//  the current version (0 if the key is missing); on success, the new one.
+int drover_state_cas (drover_client_t *client, const char *ns, const char *key,
+                      uint64_t expect_version, const void *value, size_t size,
+                      uint64_t *version_p, int timeout_ms);
+
+//  Adds delta to a counter kept as decimal text (a missing key counts as
+//  0), atomically on the broker. *value_p (may be NULL) receives the result.
+//  DROVER_EINVAL if the current value is not a decimal integer.
+int drover_state_incr (drover_client_t *client, const char *ns, const char *key,
+                       int64_t delta, int64_t *value_p, int timeout_ms);
+
+typedef struct {
+    char *key;                //  NUL-terminated
+    void *value;              //  NUL-terminated copy; size excludes the NUL
+    size_t size;
+    uint64_t version;
+} drover_state_entry_t;
+
+//  Lists the keys starting with prefix ("" for all), in key order, with
+//  their values. *entries_p receives a malloc'd array of *count_p entries,
+//  freed with drover_state_entries_free().
+int drover_state_list (drover_client_t *client, const char *ns, const char *prefix,
+                       drover_state_entry_t **entries_p, size_t *count_p, int timeout_ms);
+void drover_state_entries_free (drover_state_entry_t *entries, size_t count);
+
+//  Replica: a local, read-fast copy of namespaces, kept current from the
+//  broker's update stream (subscribe, snapshot, apply updates after the
+//  snapshot's sequence; on a gap or a broker restart it takes a fresh
+//  snapshot by itself). Thread safety: all calls from any thread; watch
+//  callbacks run on the replica's own thread.
+typedef struct _drover_replica_t drover_replica_t;
+
+//  Creates a replica that uses client for snapshots and connects its own
+//  subscriber (with the client's keys) to the broker's state endpoint.
+//  The client must outlive the replica. NULL on error (logged).
+drover_replica_t *drover_replica_new (drover_client_t *client);
+void drover_replica_destroy (drover_replica_t **replica_p);
+
+//  Starts tracking a namespace and waits until the first snapshot is in.
+int drover_replica_track (drover_replica_t *replica, const char *ns, int timeout_ms);
+
+//  Reads a key from the local copy (no network). Same ownership as
+//  drover_state_get. DROVER_ENOTFOUND if absent, DROVER_EINVAL if the
+//  namespace is not tracked.
+int drover_replica_get (drover_replica_t *replica, const char *ns, const char *key,
+                        void **value_p, size_t *size_p, uint64_t *version_p);
+
+//  Sequence number of the namespace's last applied change (0 if none).
+uint64_t drover_replica_seq (drover_replica_t *replica, const char *ns);
+
+//  Called for each change to a key starting with prefix in namespace ns,
+//  in sequence order, after it is applied. value is NULL when deleted.
+typedef void (drover_watch_fn) (const char *ns, const char *key, const void *value,
+                                size_t size, uint64_t version, void *arg);
+int drover_replica_watch (drover_replica_t *replica, const char *ns, const char *prefix,
+                          drover_watch_fn *fn, void *arg);
 
 //  ---------------------------------------------------------------------
 //  Worker: serves queues with handlers.

@@ -133,7 +133,7 @@ static const char *s_cmd_names [DRV_CMD_COUNT_] = {
     "NONE", "HELLO", "WELCOME", "HEARTBEAT", "ERROR", "BYE", "SUBMIT",
     "SUBMIT_ACK", "DISPATCH", "REPORT", "DELIVER", "CREDIT", "QUERY",
     "QUERY_REPLY", "CANCEL", "STATS", "STATS_REPLY", "PROGRESS", "QUEUE_CONTROL",
-    "DEAD_LETTER"
+    "DEAD_LETTER", "STATE_REQUEST", "STATE_REPLY", "STATE_UPDATE"
 };
 
 const char *
@@ -148,7 +148,7 @@ drv_code_name (drv_code_t code)
     static const char *names [] = {
         "OK", "BAD_REQUEST", "UNKNOWN_COMMAND", "BAD_VERSION", "REHELLO",
         "TOO_LARGE", "UNKNOWN_QUEUE", "UNKNOWN_JOB", "DENIED", "LIMIT",
-        "UNAVAILABLE", "INTERNAL", "BAD_STATE"
+        "UNAVAILABLE", "INTERNAL", "BAD_STATE", "NOT_FOUND", "CONFLICT"
     };
     return (unsigned) code < sizeof names / sizeof names [0]? names [code]: "?";
 }
@@ -173,7 +173,8 @@ bool
 drv_cmd_has_payloads (drv_cmd_t cmd)
 {
     return cmd == DRV_CMD_SUBMIT || cmd == DRV_CMD_DISPATCH || cmd == DRV_CMD_REPORT
-        || cmd == DRV_CMD_DELIVER || cmd == DRV_CMD_QUERY_REPLY;
+        || cmd == DRV_CMD_DELIVER || cmd == DRV_CMD_QUERY_REPLY
+        || cmd == DRV_CMD_STATE_REQUEST || cmd == DRV_CMD_STATE_REPLY;
 }
 
 //  Mapping between the oneof case and drv_cmd_t.
@@ -200,6 +201,9 @@ static const struct {
     {DROVER__ENVELOPE__BODY_PROGRESS_REPORT, DRV_CMD_PROGRESS},
     {DROVER__ENVELOPE__BODY_QUEUE_CONTROL, DRV_CMD_QUEUE_CONTROL},
     {DROVER__ENVELOPE__BODY_DEAD_LETTER, DRV_CMD_DEAD_LETTER},
+    {DROVER__ENVELOPE__BODY_STATE_REQUEST, DRV_CMD_STATE_REQUEST},
+    {DROVER__ENVELOPE__BODY_STATE_REPLY, DRV_CMD_STATE_REPLY},
+    {DROVER__ENVELOPE__BODY_STATE_UPDATE, DRV_CMD_STATE_UPDATE},
 };
 
 //  Decoding ---------------------------------------------------------------
@@ -303,6 +307,8 @@ s_decode_body (drv_codec_t *self, Drover__Envelope *env, drv_msg_t *msg)
             msg->welcome.max_payload = w->max_payload;
             msg->welcome.max_batch = w->max_batch;
             msg->welcome.role = s_str (w->role);
+            msg->welcome.state_port = w->state_port;
+            msg->welcome.max_value = w->max_value;
             return 0;
         }
         case DRV_CMD_ERROR: {
@@ -434,6 +440,45 @@ s_decode_body (drv_codec_t *self, Drover__Envelope *env, drv_msg_t *msg)
             msg->dead.action = (drv_dead_action_t) env->dead_letter->action;
             msg->dead.limit = env->dead_letter->limit;
             return s_decode_ids (self, env->dead_letter->n_ids, env->dead_letter->ids, msg);
+        case DRV_CMD_STATE_REQUEST: {
+            Drover__StateRequest *r = env->state_request;
+            msg->state.op = (drv_state_op_t) r->op;
+            msg->state.ns = s_str (r->ns);
+            msg->state.key = r->key.data;
+            msg->state.key_size = r->key.len;
+            msg->state.expect_version = r->expect_version;
+            msg->state.delta = r->delta;
+            msg->state.limit = r->limit;
+            //  Exactly one payload frame follows (the value, or empty)
+            msg->count = 1;
+            return 0;
+        }
+        case DRV_CMD_STATE_REPLY: {
+            Drover__StateReply *r = env->state_reply;
+            msg->state_reply.code = (drv_code_t) r->code;
+            msg->state_reply.message = s_str (r->message);
+            msg->state_reply.seq = r->seq;
+            msg->count = r->n_entries;
+            msg->entries = ARENA_ARRAY (self, drv_state_entry_t, r->n_entries);
+            if (!msg->entries)
+                return s_fail (self, "out of memory");
+            for (size_t i = 0; i < r->n_entries; i++) {
+                msg->entries [i].key = r->entries [i]->key.data;
+                msg->entries [i].key_size = r->entries [i]->key.len;
+                msg->entries [i].version = r->entries [i]->version;
+            }
+            return 0;
+        }
+        case DRV_CMD_STATE_UPDATE: {
+            Drover__StateUpdate *u = env->state_update;
+            msg->update.ns = s_str (u->ns);
+            msg->update.seq = u->seq;
+            msg->update.key = u->key.data;
+            msg->update.key_size = u->key.len;
+            msg->update.version = u->version;
+            msg->update.deleted = u->deleted;
+            return 0;
+        }
         case DRV_CMD_STATS_REPLY: {
             Drover__StatsReply *r = env->stats_reply;
             msg->stats.workers = r->workers;
@@ -571,6 +616,9 @@ drv_codec_encode (drv_codec_t *self, const drv_msg_t *msg, zmq_msg_t *frame)
     Drover__ProgressReport progress_report = DROVER__PROGRESS_REPORT__INIT;
     Drover__QueueControl queue_control = DROVER__QUEUE_CONTROL__INIT;
     Drover__DeadLetter dead_letter = DROVER__DEAD_LETTER__INIT;
+    Drover__StateRequest state_request = DROVER__STATE_REQUEST__INIT;
+    Drover__StateReply state_reply = DROVER__STATE_REPLY__INIT;
+    Drover__StateUpdate state_update = DROVER__STATE_UPDATE__INIT;
     size_t n = msg->count;
 
     switch (msg->cmd) {
@@ -593,6 +641,8 @@ drv_codec_encode (drv_codec_t *self, const drv_msg_t *msg, zmq_msg_t *frame)
             welcome.max_payload = msg->welcome.max_payload;
             welcome.max_batch = msg->welcome.max_batch;
             welcome.role = (char *) s_str (msg->welcome.role);
+            welcome.state_port = msg->welcome.state_port;
+            welcome.max_value = msg->welcome.max_value;
             env.body_case = DROVER__ENVELOPE__BODY_WELCOME;
             env.welcome = &welcome;
             break;
@@ -787,6 +837,43 @@ drv_codec_encode (drv_codec_t *self, const drv_msg_t *msg, zmq_msg_t *frame)
             dead_letter.n_ids = n;
             env.body_case = DROVER__ENVELOPE__BODY_DEAD_LETTER;
             env.dead_letter = &dead_letter;
+            break;
+        case DRV_CMD_STATE_REQUEST:
+            state_request.op = (Drover__StateOp) msg->state.op;
+            state_request.ns = (char *) s_str (msg->state.ns);
+            state_request.key.data = (uint8_t *) msg->state.key;
+            state_request.key.len = msg->state.key_size;
+            state_request.expect_version = msg->state.expect_version;
+            state_request.delta = msg->state.delta;
+            state_request.limit = msg->state.limit;
+            env.body_case = DROVER__ENVELOPE__BODY_STATE_REQUEST;
+            env.state_request = &state_request;
+            break;
+        case DRV_CMD_STATE_REPLY:
+            ARENA_MESSAGES (self, Drover__StateEntry, DROVER__STATE_ENTRY__INIT, n, state_reply.entries);
+            if (!state_reply.entries)
+                return -1;
+            state_reply.n_entries = n;
+            for (size_t i = 0; i < n; i++) {
+                state_reply.entries [i]->key.data = (uint8_t *) msg->entries [i].key;
+                state_reply.entries [i]->key.len = msg->entries [i].key_size;
+                state_reply.entries [i]->version = msg->entries [i].version;
+            }
+            state_reply.code = (Drover__Code) msg->state_reply.code;
+            state_reply.message = (char *) s_str (msg->state_reply.message);
+            state_reply.seq = msg->state_reply.seq;
+            env.body_case = DROVER__ENVELOPE__BODY_STATE_REPLY;
+            env.state_reply = &state_reply;
+            break;
+        case DRV_CMD_STATE_UPDATE:
+            state_update.ns = (char *) s_str (msg->update.ns);
+            state_update.seq = msg->update.seq;
+            state_update.key.data = (uint8_t *) msg->update.key;
+            state_update.key.len = msg->update.key_size;
+            state_update.version = msg->update.version;
+            state_update.deleted = msg->update.deleted;
+            env.body_case = DROVER__ENVELOPE__BODY_STATE_UPDATE;
+            env.state_update = &state_update;
             break;
         default:
             return -1;

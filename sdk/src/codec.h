@@ -32,7 +32,9 @@ typedef enum {
     DRV_CODE_LIMIT = 9,
     DRV_CODE_UNAVAILABLE = 10,
     DRV_CODE_INTERNAL = 11,
-    DRV_CODE_BAD_STATE = 12
+    DRV_CODE_BAD_STATE = 12,
+    DRV_CODE_NOT_FOUND = 13,
+    DRV_CODE_CONFLICT = 14
 } drv_code_t;
 
 typedef enum {
@@ -72,6 +74,9 @@ typedef enum {
     DRV_CMD_PROGRESS,
     DRV_CMD_QUEUE_CONTROL,
     DRV_CMD_DEAD_LETTER,
+    DRV_CMD_STATE_REQUEST,
+    DRV_CMD_STATE_REPLY,
+    DRV_CMD_STATE_UPDATE,
     DRV_CMD_COUNT_
 } drv_cmd_t;
 
@@ -146,6 +151,22 @@ typedef enum {
 } drv_queue_action_t;
 
 typedef enum {
+    DRV_STATE_GET = 1,
+    DRV_STATE_SET = 2,
+    DRV_STATE_DEL = 3,
+    DRV_STATE_CAS = 4,
+    DRV_STATE_INCR = 5,
+    DRV_STATE_LIST = 6,
+    DRV_STATE_SNAPSHOT = 7
+} drv_state_op_t;
+
+typedef struct {
+    const uint8_t *key;         //  key bytes
+    size_t key_size;            //  key length
+    uint64_t version;           //  0 when the key does not exist
+} drv_state_entry_t;
+
+typedef enum {
     DRV_DEAD_LIST = 1,
     DRV_DEAD_RETRY = 2,
     DRV_DEAD_PURGE = 3
@@ -190,6 +211,8 @@ typedef struct {
         uint32_t max_payload;             //  payload limit
         uint32_t max_batch;               //  list length limit
         const char *role;                 //  peer key's role
+        uint32_t state_port;              //  port of the state PUB socket
+        uint32_t max_value;               //  state value limit
     } welcome;
     struct {
         drv_code_t code;            //  what went wrong
@@ -211,6 +234,28 @@ typedef struct {
         drv_dead_action_t action;   //  list, retry or purge
         uint32_t limit;             //  LIST: most entries
     } dead;                         //  (DeadLetter ids are in ids/count)
+    struct {
+        drv_state_op_t op;          //  StateRequest: operation
+        const char *ns;             //  namespace
+        const uint8_t *key;         //  key or LIST prefix
+        size_t key_size;            //  its length
+        uint64_t expect_version;    //  CAS
+        int64_t delta;              //  INCR
+        uint32_t limit;             //  LIST
+    } state;
+    struct {
+        drv_code_t code;            //  StateReply: outcome
+        const char *message;        //  text for humans
+        uint64_t seq;               //  namespace sequence reflected
+    } state_reply;                  //  (entries in entries/count)
+    struct {
+        const char *ns;             //  StateUpdate: namespace
+        uint64_t seq;               //  its sequence number
+        const uint8_t *key;         //  key changed
+        size_t key_size;            //  its length
+        uint64_t version;           //  new version
+        bool deleted;               //  key removed
+    } update;
 
     //  List bodies: Submit (specs), SubmitAck (acks), Dispatch (jobs),
     //  Report and Deliver (results), QueryReply (infos), Query and Cancel
@@ -225,6 +270,7 @@ typedef struct {
     uint8_t (*ids) [DRV_ID_SIZE];
     drv_queue_stats_t *queues;
     drv_progress_t *progress;
+    drv_state_entry_t *entries;
     struct {
         uint32_t workers;           //  connected workers
         uint32_t clients;           //  connected clients
