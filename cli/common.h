@@ -1,8 +1,8 @@
 /*  common.h - helpers shared by the drover command-line client.
 
     Each command group lives in its own file (keygen.c, jobs.c, admin.c,
-    up.c, demo.c, bench.c) and exports one cli_<command> function per command;
-    main.c dispatches to them through a table. This header holds what they
+    state.c, up.c, demo.c, bench.c) and exports one cli_<command> function
+    per command; main.c dispatches to them through a table. This header holds what they
     share: error output and exit codes, option parsing, connection options
     and the connect step, the request commands' options, waiting on futures
     with interrupt checks, the key ring that `up`, `demo` and `bench`
@@ -49,6 +49,7 @@ int cli_queues (int argc, char **argv);         //  admin.c
 int cli_pause (int argc, char **argv);
 int cli_resume (int argc, char **argv);
 int cli_dead (int argc, char **argv);
+int cli_state (int argc, char **argv);         //  state.c
 int cli_up (int argc, char **argv);             //  up.c
 int cli_demo (int argc, char **argv);           //  demo.c
 int cli_demo_worker (int argc, char **argv);

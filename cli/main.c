@@ -25,6 +25,7 @@ static const s_command_t s_commands [] = {
     { "pause",       cli_pause,       "stop dispatching a queue's jobs (admin)" },
     { "resume",      cli_resume,      "dispatch a paused queue's jobs again (admin)" },
     { "dead",        cli_dead,        "list, retry or purge a queue's failed jobs (admin)" },
+    { "state",       cli_state,       "get, set, delete, list, count or watch shared state" },
     { "up",          cli_up,          "run a broker and local workers in one command" },
     { "demo",        cli_demo,        "count primes on local workers and compare with a serial run" },
     { "bench",       cli_bench,       "measure throughput and latency" },

@@ -203,6 +203,45 @@ expect 3 status --cert "$TMP/keys/missing_secret" 0123456789abcdef0123456789abcd
 grep -q 'missing_secret' "$TMP/err" || fail "unreadable key message does not name the file"
 unset DROVER_BROKER DROVER_SERVER_KEY DROVER_CERT
 
+# ---- state: usage errors exit 2 before any connection -------------------------
+for sub in "" " get" " set" " del" " list" " incr" " watch"; do
+    # shellcheck disable=SC2086
+    if expect 0 state$sub --help; then
+        grep -q "Usage: drover state" "$TMP/out" || fail "state$sub --help prints no usage"
+    fi
+done
+expect 0 help state && grep -q 'Usage: drover state' "$TMP/out" || fail "help state"
+grep -q 'state' <("$DROVER" --help) || fail "--help does not list state"
+# No broker is listening on port 1: each of these must fail as usage first.
+export DROVER_BROKER=tcp://127.0.0.1:1 DROVER_INSECURE=1
+expect 2 state && expect_error_line state
+expect 2 state frob && expect_error_line state frob
+grep -q "unknown subcommand 'frob'" "$TMP/err" || fail "state frob message"
+expect 2 state get && expect_error_line state get
+expect 2 state get ns && expect_error_line state get ns
+grep -q 'missing KEY' "$TMP/err" || fail "state get ns: no 'missing KEY'"
+expect 2 state get ns k extra && expect_error_line state get ns k extra
+expect 2 state get 'bad ns' k && expect_error_line state get bad ns
+grep -q "bad namespace" "$TMP/err" || fail "state get with a bad namespace: message"
+expect 2 state get ns '' && expect_error_line state get ns empty key
+expect 2 state get ns "$(head -c 1025 /dev/zero | tr '\0' k)" && expect_error_line state get long key
+expect 2 state set ns k && expect_error_line state set ns k
+expect 2 state set ns k v w && expect_error_line state set ns k v w
+expect 2 state del ns && expect_error_line state del ns
+expect 2 state list && expect_error_line state list
+expect 2 state list ns p extra && expect_error_line state list extra
+expect 2 state incr ns && expect_error_line state incr ns
+expect 2 state incr ns k x && expect_error_line state incr ns k x
+grep -q "BY must be a whole number" "$TMP/err" || fail "state incr with a bad BY: message"
+expect 2 state incr ns k 1 2 && expect_error_line state incr extra
+expect 2 state watch && expect_error_line state watch
+expect 2 state watch ns extra && expect_error_line state watch extra
+expect 2 state get ns k --bogus && expect_error_line state get --bogus
+expect 2 state get ns k --timeout 0 && expect_error_line state get --timeout 0
+# Well-formed, but nothing to talk to: exit 3
+expect 3 state get ns k --connect-timeout 0.5 && expect_error_line state get unreachable
+unset DROVER_BROKER DROVER_INSECURE
+
 if [ "$failures" -ne 0 ]; then
     echo "cli_usage: $failures failure(s)" >&2
     exit 1

@@ -4,6 +4,10 @@
     heartbeats, QueueControl and DeadLetter (admin requests; queue "secret"
     is denied, queue "nope" unknown; failed jobs are the dead letters), and
     ProgressReport (counted, latest kept per job), plus switches to inject REHELLO, a restart and silence.
+    Shared state: StateRequests answered from an in-memory map, each change
+    published on a PUB socket (port in Welcome.state_port) with per-namespace
+    sequences; switches to skip a sequence number (a gap) or to drop the
+    next publications (a subscriber that missed them).
 
     One ROUTER on tcp://127.0.0.1:* in its own thread and ZeroMQ context.
     Tests read and set fields under fb->lock.
@@ -79,7 +83,35 @@ typedef struct {
     int progress_entries;       //  entries in them
     int progress_dups;          //  entries repeating an id in the same message
     size_t progress_longest;    //  longest text received
+    //  shared state
+    void *pub;                  //  state PUB socket
+    uint32_t state_port;        //  its port, announced
+    uint32_t max_value;         //  announced
+    struct fb_kv *kv;           //  entries
+    size_t kv_count;            //  in use
+    size_t kv_cap;              //  allocated
+    struct fb_seq *seqs;        //  per-namespace sequence
+    size_t seq_count;           //  namespaces
+    int state_requests;         //  StateRequest messages
+    int snapshots;              //  SNAPSHOT requests among them
+    int skip_seq;               //  skip this many sequence numbers at the next change
+    int drop_pubs;              //  changes not to publish (still counted)
+    int snapshot_races;         //  changes to make just before answering a SNAPSHOT
+    uint8_t broker_id_byte;     //  Welcome.broker_id fill (a restart changes it)
 } fb_t;
+
+struct fb_kv {
+    char ns [129];              //  namespace
+    char *key;                  //  NUL-terminated key
+    void *value;                //  value bytes
+    size_t size;                //  their size
+    uint64_t version;           //  key version
+};
+
+struct fb_seq {
+    char ns [129];              //  namespace
+    uint64_t seq;               //  last change
+};
 
 static void
 fb_send (fb_t *fb, drv_codec_t *codec, drv_msg_t *msg, zmq_msg_t *payloads, size_t count)
@@ -206,6 +238,224 @@ fb_dead_letter (fb_t *fb, drv_codec_t *codec, drv_msg_t *in)
     free (collect.ids);
 }
 
+static struct fb_kv *
+fb_kv_find (fb_t *fb, const char *ns, const uint8_t *key, size_t key_size)
+{
+    for (size_t i = 0; i < fb->kv_count; i++)
+        if (strcmp (fb->kv [i].ns, ns) == 0 && strlen (fb->kv [i].key) == key_size
+        &&  memcmp (fb->kv [i].key, key, key_size) == 0)
+            return &fb->kv [i];
+    return NULL;
+}
+
+static uint64_t *
+fb_seq (fb_t *fb, const char *ns)
+{
+    for (size_t i = 0; i < fb->seq_count; i++)
+        if (strcmp (fb->seqs [i].ns, ns) == 0)
+            return &fb->seqs [i].seq;
+    fb->seqs = realloc (fb->seqs, (fb->seq_count + 1) * sizeof *fb->seqs);
+    memset (&fb->seqs [fb->seq_count], 0, sizeof *fb->seqs);
+    snprintf (fb->seqs [fb->seq_count].ns, 129, "%s", ns);
+    return &fb->seqs [fb->seq_count++].seq;
+}
+
+//  Takes the next sequence number of ns and publishes the change of kv
+//  (deleted: kv's key is gone; version is the new one).
+static void
+fb_publish (fb_t *fb, drv_codec_t *codec, const char *ns, const char *key, uint64_t version,
+            const void *value, size_t size, bool deleted)
+{
+    uint64_t *seq = fb_seq (fb, ns);
+    *seq += 1 + (uint64_t) fb->skip_seq;
+    fb->skip_seq = 0;
+    if (fb->drop_pubs > 0) {
+        fb->drop_pubs--;
+        return;
+    }
+    drv_msg_t msg;
+    drv_msg_init (&msg, DRV_CMD_STATE_UPDATE, 0);
+    msg.update.ns = ns;
+    msg.update.seq = *seq;
+    msg.update.key = (const uint8_t *) key;
+    msg.update.key_size = strlen (key);
+    msg.update.version = version;
+    msg.update.deleted = deleted;
+    zmq_msg_t envelope;
+    assert (drv_codec_encode (codec, &msg, &envelope) == 0);
+    assert (zmq_send (fb->pub, ns, strlen (ns) + 1, ZMQ_SNDMORE) >= 0);
+    assert (zmq_msg_send (&envelope, fb->pub, ZMQ_SNDMORE) >= 0);
+    assert (zmq_send (fb->pub, deleted? "": value, deleted? 0: size, 0) >= 0);
+}
+
+static int
+fb_kv_cmp (const void *a, const void *b)
+{
+    return strcmp ((*(struct fb_kv *const *) a)->key, (*(struct fb_kv *const *) b)->key);
+}
+
+//  Sets (creating) a key's value; returns the entry.
+static struct fb_kv *
+fb_kv_set (fb_t *fb, const char *ns, const uint8_t *key, size_t key_size, const void *value, size_t size)
+{
+    struct fb_kv *kv = fb_kv_find (fb, ns, key, key_size);
+    if (!kv) {
+        if (fb->kv_count == fb->kv_cap) {
+            fb->kv_cap = fb->kv_cap? fb->kv_cap * 2: 16;
+            fb->kv = realloc (fb->kv, fb->kv_cap * sizeof *fb->kv);
+        }
+        kv = &fb->kv [fb->kv_count++];
+        memset (kv, 0, sizeof *kv);
+        snprintf (kv->ns, sizeof kv->ns, "%s", ns);
+        kv->key = strndup ((const char *) key, key_size);
+    }
+    free (kv->value);
+    kv->value = malloc (size + 1);
+    if (size)
+        memcpy (kv->value, value, size);
+    kv->size = size;
+    kv->version++;
+    return kv;
+}
+
+//  Test helper (lock held or broker thread): a change made "by another
+//  client", published like any other.
+static void
+fb_state_set (fb_t *fb, drv_codec_t *codec, const char *ns, const char *key, const char *value)
+{
+    struct fb_kv *kv = fb_kv_set (fb, ns, (const uint8_t *) key, strlen (key), value, strlen (value));
+    fb_publish (fb, codec, ns, kv->key, kv->version, kv->value, kv->size, false);
+}
+
+static void
+fb_state (fb_t *fb, drv_codec_t *codec, drv_msg_t *in, drv_frames_t *frames)
+{
+    fb->state_requests++;
+    drv_msg_t out;
+    drv_msg_init (&out, DRV_CMD_STATE_REPLY, in->corr);
+    out.state_reply.message = "";
+    if (frames->count != 3) {
+        fb_error (fb, codec, in->corr, DRV_CODE_BAD_REQUEST, "one payload frame expected");
+        return;
+    }
+    zmq_msg_t *value = &frames->msg [2];
+    const char *ns = in->state.ns;
+    if (strcmp (ns, "secret") == 0) {
+        fb_error (fb, codec, in->corr, DRV_CODE_DENIED, "no state for you");
+        return;
+    }
+    struct fb_kv *kv = fb_kv_find (fb, ns, in->state.key, in->state.key_size);
+    drv_state_entry_t entry = {in->state.key, in->state.key_size, kv? kv->version: 0};
+    zmq_msg_t payload;
+    zmq_msg_init (&payload);
+    size_t count = 1;
+    char text [32];
+    switch (in->state.op) {
+        case DRV_STATE_GET:
+            if (!kv)
+                out.state_reply.code = DRV_CODE_NOT_FOUND;
+            else {
+                zmq_msg_init_size (&payload, kv->size);
+                memcpy (zmq_msg_data (&payload), kv->value, kv->size);
+            }
+            break;
+        case DRV_STATE_SET:
+        case DRV_STATE_CAS:
+            if (in->state.op == DRV_STATE_CAS && in->state.expect_version != entry.version) {
+                out.state_reply.code = DRV_CODE_CONFLICT;
+                if (kv) {
+                    zmq_msg_init_size (&payload, kv->size);
+                    memcpy (zmq_msg_data (&payload), kv->value, kv->size);
+                }
+                break;
+            }
+            kv = fb_kv_set (fb, ns, in->state.key, in->state.key_size,
+                            zmq_msg_data (value), zmq_msg_size (value));
+            entry.version = kv->version;
+            fb_publish (fb, codec, ns, kv->key, kv->version, kv->value, kv->size, false);
+            break;
+        case DRV_STATE_DEL:
+            if (!kv) {
+                out.state_reply.code = DRV_CODE_NOT_FOUND;
+                break;
+            }
+            {
+                char *key = kv->key;
+                uint64_t version = kv->version + 1;
+                free (kv->value);
+                *kv = fb->kv [--fb->kv_count];
+                fb_publish (fb, codec, ns, key, version, NULL, 0, true);
+                free (key);
+                entry.version = 0;
+            }
+            break;
+        case DRV_STATE_INCR: {
+            long long now = 0;
+            if (kv) {
+                char buffer [32] = "";
+                snprintf (buffer, sizeof buffer, "%.*s", (int) kv->size, (char *) kv->value);
+                char *end;
+                now = strtoll (buffer, &end, 10);
+                if (!kv->size || *end) {
+                    out.state_reply.code = DRV_CODE_BAD_REQUEST;
+                    out.state_reply.message = "not a decimal integer";
+                    break;
+                }
+            }
+            int length = snprintf (text, sizeof text, "%lld", now + (long long) in->state.delta);
+            kv = fb_kv_set (fb, ns, in->state.key, in->state.key_size, text, (size_t) length);
+            entry.version = kv->version;
+            zmq_msg_init_size (&payload, (size_t) length);
+            memcpy (zmq_msg_data (&payload), text, (size_t) length);
+            fb_publish (fb, codec, ns, kv->key, kv->version, kv->value, kv->size, false);
+            break;
+        }
+        case DRV_STATE_LIST:
+        case DRV_STATE_SNAPSHOT: {
+            if (in->state.op == DRV_STATE_SNAPSHOT)
+                fb->snapshots++;
+            //  Changes the subscriber also gets, at or below the snapshot's seq
+            for (; in->state.op == DRV_STATE_SNAPSHOT && fb->snapshot_races > 0; fb->snapshot_races--)
+                fb_state_set (fb, codec, ns, "race", "x");
+            struct fb_kv **list = calloc (fb->kv_count + 1, sizeof *list);
+            size_t n = 0;
+            for (size_t i = 0; i < fb->kv_count; i++)
+                if (strcmp (fb->kv [i].ns, ns) == 0
+                &&  (in->state.op == DRV_STATE_SNAPSHOT
+                ||   !in->state.key_size || strncmp (fb->kv [i].key, (const char *) in->state.key, in->state.key_size) == 0))
+                    list [n++] = &fb->kv [i];
+            qsort (list, n, sizeof *list, fb_kv_cmp);
+            drv_state_entry_t *entries = calloc (n + 1, sizeof *entries);
+            zmq_msg_t *payloads = calloc (n + 1, sizeof (zmq_msg_t));
+            for (size_t i = 0; i < n; i++) {
+                entries [i].key = (const uint8_t *) list [i]->key;
+                entries [i].key_size = strlen (list [i]->key);
+                entries [i].version = list [i]->version;
+                zmq_msg_init_size (&payloads [i], list [i]->size);
+                memcpy (zmq_msg_data (&payloads [i]), list [i]->value, list [i]->size);
+            }
+            out.entries = entries;
+            out.count = n;
+            out.state_reply.seq = *fb_seq (fb, ns);
+            fb_send (fb, codec, &out, payloads, n);
+            free (payloads);
+            free (entries);
+            free (list);
+            zmq_msg_close (&payload);
+            return;
+        }
+        default:
+            fb_error (fb, codec, in->corr, DRV_CODE_BAD_REQUEST, "bad op");
+            zmq_msg_close (&payload);
+            return;
+    }
+    out.entries = &entry;
+    out.count = count;
+    out.state_reply.seq = *fb_seq (fb, ns);
+    fb_send (fb, codec, &out, &payload, 1);
+    zmq_msg_close (&payload);
+}
+
 static void
 fb_handle (fb_t *fb, drv_codec_t *codec, drv_frames_t *frames)
 {
@@ -224,12 +474,14 @@ fb_handle (fb_t *fb, drv_codec_t *codec, drv_frames_t *frames)
         fb->last_hello_credit = in.hello.credit;
         drv_msg_t out;
         drv_msg_init (&out, DRV_CMD_WELCOME, in.corr);
-        memset (out.welcome.broker_id, 7, 16);
+        memset (out.welcome.broker_id, fb->broker_id_byte, 16);
         out.welcome.version = 1;
         out.welcome.heartbeat_ms = fb->heartbeat_ms;
         out.welcome.max_payload = fb->max_payload;
         out.welcome.max_batch = fb->max_batch;
         out.welcome.role = "admin";
+        out.welcome.state_port = fb->state_port;
+        out.welcome.max_value = fb->max_value;
         fb_send (fb, codec, &out, NULL, 0);
         return;
     }
@@ -367,6 +619,9 @@ fb_handle (fb_t *fb, drv_codec_t *codec, drv_frames_t *frames)
         case DRV_CMD_DEAD_LETTER:
             fb_dead_letter (fb, codec, &in);
             break;
+        case DRV_CMD_STATE_REQUEST:
+            fb_state (fb, codec, &in, frames);
+            break;
         case DRV_CMD_PROGRESS:
             fb->progress_msgs++;
             for (size_t i = 0; i < in.count; i++) {
@@ -458,8 +713,10 @@ fb_thread (void *arg)
     drv_frames_t frames;
     drv_frames_init (&frames);
     while (!atomic_load (&fb->stop)) {
-        zmq_pollitem_t item = {fb->router, 0, ZMQ_POLLIN, 0};
-        zmq_poll (&item, 1, 5);
+        //  The PUB socket is polled too (for nothing): that makes it take in
+        //  new subscriptions now rather than at its next send
+        zmq_pollitem_t items [2] = {{fb->router, 0, ZMQ_POLLIN, 0}, {fb->pub, 0, 0, 0}};
+        zmq_poll (items, 2, 5);
         pthread_mutex_lock (&fb->lock);
         if (fb->forget) {
             fb->forget = false;
@@ -498,6 +755,8 @@ fb_start_in (void *ctx, const char *server_secret)
     fb->deliver = true;
     fb->store = drv_idmap_new ();
     fb->todo = calloc (100000, 16);
+    fb->max_value = 1 << 20;
+    fb->broker_id_byte = 7;
     zmq_msg_init (&fb->peer);
     fb->shared_ctx = ctx != NULL;
     fb->ctx = ctx? ctx: zmq_ctx_new ();
@@ -516,6 +775,20 @@ fb_start_in (void *ctx, const char *server_secret)
     assert (zmq_bind (fb->router, "tcp://127.0.0.1:*") == 0);
     size_t size = sizeof fb->endpoint;
     zmq_getsockopt (fb->router, ZMQ_LAST_ENDPOINT, fb->endpoint, &size);
+    fb->pub = zmq_socket (fb->ctx, ZMQ_PUB);
+    if (server_secret) {
+        int on = 1;
+        zmq_setsockopt (fb->pub, ZMQ_CURVE_SERVER, &on, sizeof on);
+        zmq_setsockopt (fb->pub, ZMQ_CURVE_SECRETKEY, server_secret, 40);
+        zmq_setsockopt (fb->pub, ZMQ_ZAP_DOMAIN, "global", 6);
+    }
+    zmq_setsockopt (fb->pub, ZMQ_LINGER, &linger, sizeof linger);
+    zmq_setsockopt (fb->pub, ZMQ_SNDHWM, &hwm, sizeof hwm);
+    assert (zmq_bind (fb->pub, "tcp://127.0.0.1:*") == 0);
+    char pub_ep [64];
+    size = sizeof pub_ep;
+    zmq_getsockopt (fb->pub, ZMQ_LAST_ENDPOINT, pub_ep, &size);
+    fb->state_port = (uint32_t) atoi (strrchr (pub_ep, ':') + 1);
     pthread_create (&fb->thread, NULL, fb_thread, fb);
     return fb;
 }
@@ -533,6 +806,13 @@ fb_stop (fb_t **fb_p)
     atomic_store (&fb->stop, true);
     pthread_join (fb->thread, NULL);
     zmq_close (fb->router);
+    zmq_close (fb->pub);
+    for (size_t i = 0; i < fb->kv_count; i++) {
+        free (fb->kv [i].key);
+        free (fb->kv [i].value);
+    }
+    free (fb->kv);
+    free (fb->seqs);
     if (!fb->shared_ctx)
         zmq_ctx_term (fb->ctx);
     drv_idmap_each (fb->store, fb_free_job, NULL);

@@ -60,7 +60,7 @@ struct _drover_future_t {
 
 //  Blocking request (status, cancel, stats, queue control, dead letters) ----
 
-typedef enum { REQ_STATUS, REQ_CANCEL, REQ_STATS, REQ_QUEUE, REQ_DEAD } req_kind_t;
+typedef enum { REQ_STATUS, REQ_CANCEL, REQ_STATS, REQ_QUEUE, REQ_DEAD, REQ_STATE } req_kind_t;
 
 typedef struct _request_t request_t;
 struct _request_t {
@@ -90,6 +90,20 @@ struct _request_t {
     size_t info_count;              //  entries filled
     size_t info_cap;                //  entries allocated
     drv_idmap_t *seen;              //  "all" retry/purge: ids answered so far
+
+    //  Shared state (the request is fixed once queued; the answer is
+    //  written by the I/O thread before done)
+    drv_state_op_t op;              //  operation
+    char *key;                      //  key or prefix (owned)
+    size_t key_size;                //  its length
+    void *value;                    //  SET/CAS value (owned), or NULL
+    size_t value_size;              //  its size
+    uint64_t expect_version;        //  CAS
+    int64_t delta;                  //  INCR
+    uint32_t state_limit;           //  LIST
+    uint64_t seq;                   //  answer: namespace sequence
+    drover_state_entry_t *entries;  //  answer: entries (owned until taken)
+    size_t entry_count;             //  how many
 };
 
 //  Client ----------------------------------------------------------------
@@ -115,6 +129,10 @@ struct _drover_client_t {
     size_t queue_count;             //  names in use
     size_t queue_cap;               //  names allocated
     atomic_uint max_payload;        //  from Welcome
+    atomic_uint max_value;          //  from Welcome: state value limit
+    atomic_uint state_port;         //  from Welcome: state PUB port (0: none)
+    atomic_uint epoch;              //  grows when a different broker welcomes us
+    drv_signal_t *restart_hooks [DRV_RESTART_HOOKS];  //  raised then (client lock)
 
     //  I/O thread only
     drv_conn_t conn;                //  DEALER to the broker
@@ -542,6 +560,28 @@ s_flush_requests (drover_client_t *self)
             msg.ids = req->id_count? req->ids + req->id_next: NULL;
             msg.count = req->id_sent;
         }
+        else
+        if (req->kind == REQ_STATE) {
+            drv_msg_init (&msg, DRV_CMD_STATE_REQUEST, req->corr);
+            msg.state.op = req->op;
+            msg.state.ns = req->queue;
+            msg.state.key = (const uint8_t *) req->key;
+            msg.state.key_size = req->key_size;
+            msg.state.expect_version = req->expect_version;
+            msg.state.delta = req->delta;
+            msg.state.limit = req->state_limit;
+            //  Always one payload frame: the value, or empty
+            zmq_msg_t value;
+            if (zmq_msg_init_size (&value, req->value_size))
+                break;
+            if (req->value_size)
+                memcpy (zmq_msg_data (&value), req->value, req->value_size);
+            if (s_send (self, &msg, &value, 1) == 0)
+                req->sent = true;
+            else
+                zmq_msg_close (&value);
+            continue;
+        }
         else {
             drv_msg_init (&msg, req->kind == REQ_STATUS? DRV_CMD_QUERY: DRV_CMD_CANCEL, req->corr);
             msg.ids = &req->id;
@@ -617,6 +657,9 @@ s_request_unref (drover_client_t *self, request_t *req)
         free (req->ids);
         free (req->infos);
         drv_idmap_destroy (&req->seen);
+        free (req->key);
+        free (req->value);
+        drover_state_entries_free (req->entries, req->entry_count);
         free (req);
     }
 }
@@ -799,6 +842,50 @@ s_on_stats_reply (drover_client_t *self, drv_msg_t *msg)
     s_request_done (self, req, 0);
 }
 
+//  StateReply: copy the entries out of the wire frames for the caller.
+static void
+s_on_state_reply (drover_client_t *self, drv_msg_t *msg)
+{
+    request_t *req = s_request_find (self, msg->corr);
+    if (!req || req->kind != REQ_STATE)
+        return;
+    int err = msg->state_reply.code == DRV_CODE_OK? 0: drv_code_to_err (msg->state_reply.code);
+    drover_state_entry_t *entries = calloc (msg->count? msg->count: 1, sizeof *entries);
+    if (!entries) {
+        s_request_done (self, req, DROVER_ENOMEM);
+        return;
+    }
+    for (size_t i = 0; i < msg->count; i++) {
+        const drv_state_entry_t *in = &msg->entries [i];
+        zmq_msg_t *frame = &self->frames.msg [i + 1];
+        size_t size = zmq_msg_size (frame);
+        entries [i].key = malloc (in->key_size + 1);
+        entries [i].value = malloc (size + 1);
+        if (!entries [i].key || !entries [i].value) {
+            drover_state_entries_free (entries, i + 1);
+            s_request_done (self, req, DROVER_ENOMEM);
+            return;
+        }
+        if (in->key_size)
+            memcpy (entries [i].key, in->key, in->key_size);
+        entries [i].key [in->key_size] = 0;
+        if (size)
+            memcpy (entries [i].value, zmq_msg_data (frame), size);
+        ((char *) entries [i].value) [size] = 0;
+        entries [i].size = size;
+        entries [i].version = in->version;
+    }
+    pthread_mutex_lock (&self->lock);
+    req->entries = entries;
+    req->entry_count = msg->count;
+    req->seq = msg->state_reply.seq;
+    pthread_mutex_unlock (&self->lock);
+    if (err && msg->state_reply.message && *msg->state_reply.message
+    &&  msg->state_reply.code != DRV_CODE_NOT_FOUND && msg->state_reply.code != DRV_CODE_CONFLICT)
+        drv_log (DRV_LOG_DEBUG, s_component, "state request refused: %s", msg->state_reply.message);
+    s_request_done (self, req, err);
+}
+
 //  Incoming ---------------------------------------------------------------
 
 static void
@@ -829,9 +916,19 @@ s_on_welcome (drover_client_t *self, drv_msg_t *msg)
     self->max_batch = msg->welcome.max_batch? msg->welcome.max_batch: DRV_DEFAULT_MAX_BATCH;
     atomic_store (&self->max_payload,
                   msg->welcome.max_payload? msg->welcome.max_payload: DRV_DEFAULT_MAX_PAYLOAD);
+    atomic_store (&self->max_value,
+                  msg->welcome.max_value? msg->welcome.max_value: DRV_DEFAULT_MAX_VALUE);
+    atomic_store (&self->state_port, msg->welcome.state_port);
     if (self->ever_welcomed) {
-        if (memcmp (self->broker_id, msg->welcome.broker_id, DRV_ID_SIZE))
+        if (memcmp (self->broker_id, msg->welcome.broker_id, DRV_ID_SIZE)) {
             drv_log (DRV_LOG_INFO, s_component, "broker restarted; resending outstanding work");
+            atomic_fetch_add (&self->epoch, 1);
+            pthread_mutex_lock (&self->lock);
+            for (size_t i = 0; i < DRV_RESTART_HOOKS; i++)
+                if (self->restart_hooks [i])
+                    drv_signal_post (self->restart_hooks [i]);
+            pthread_mutex_unlock (&self->lock);
+        }
         s_resync (self);
     }
     else {
@@ -1008,6 +1105,7 @@ s_handle (drover_client_t *self)
         case DRV_CMD_DELIVER:     s_on_deliver (self, &msg); break;
         case DRV_CMD_QUERY_REPLY: s_on_query_reply (self, &msg); break;
         case DRV_CMD_STATS_REPLY: s_on_stats_reply (self, &msg); break;
+        case DRV_CMD_STATE_REPLY: s_on_state_reply (self, &msg); break;
         case DRV_CMD_BYE:         self->bye_received = true; break;
         case DRV_CMD_HEARTBEAT:   break;
         default:
@@ -1255,6 +1353,9 @@ drover_client_connect (const drover_connect_t *cfg, drover_client_t **client_p)
     drv_cond_init (&self->cond);
     self->connect_result = -1;
     atomic_init (&self->max_payload, DRV_DEFAULT_MAX_PAYLOAD);
+    atomic_init (&self->max_value, DRV_DEFAULT_MAX_VALUE);
+    atomic_init (&self->state_port, 0);
+    atomic_init (&self->epoch, 0);
     drv_frames_init (&self->frames);
     self->ctx = zmq_ctx_new ();
     self->rx = drv_codec_new ();
@@ -1788,4 +1889,243 @@ drover_future_destroy (drover_future_t **future_p)
         return;
     s_future_unref (*future_p);
     *future_p = NULL;
+}
+
+//  Shared state --------------------------------------------------------
+
+#define DRV_STATE_KEY_MAX 1024
+
+//  Builds a state request; DROVER_EINVAL / ETOOLARGE / ENOMEM on bad input.
+static int
+s_state_request (drover_client_t *client, drv_state_op_t op, const char *ns, const char *key,
+                 const void *value, size_t size, request_t **req_p)
+{
+    if (!client || !ns || !key || (size && !value))
+        return DROVER_EINVAL;
+    if (!drv_queue_name_valid (ns))
+        return DROVER_EINVAL;
+    size_t key_size = strlen (key);
+    if (key_size > DRV_STATE_KEY_MAX)
+        return DROVER_ETOOLARGE;
+    if (key_size == 0 && op != DRV_STATE_LIST && op != DRV_STATE_SNAPSHOT)
+        return DROVER_EINVAL;
+    if (size > atomic_load (&client->max_value))
+        return DROVER_ETOOLARGE;
+    request_t *req = calloc (1, sizeof *req);
+    if (!req)
+        return DROVER_ENOMEM;
+    req->kind = REQ_STATE;
+    req->op = op;
+    snprintf (req->queue, sizeof req->queue, "%s", ns);
+    req->key = strdup (key);
+    req->key_size = key_size;
+    if (size) {
+        req->value = malloc (size);
+        if (req->value)
+            memcpy (req->value, value, size);
+        req->value_size = size;
+    }
+    if (!req->key || (size && !req->value)) {
+        free (req->key);
+        free (req->value);
+        free (req);
+        return DROVER_ENOMEM;
+    }
+    *req_p = req;
+    return 0;
+}
+
+//  Version of the first entry of an answer, or 0.
+static uint64_t
+s_first_version (request_t *req)
+{
+    return req->entry_count? req->entries [0].version: 0;
+}
+
+int
+drover_state_get (drover_client_t *client, const char *ns, const char *key,
+                  void **value_p, size_t *size_p, uint64_t *version_p, int timeout_ms)
+{
+    request_t *req;
+    int rc = s_state_request (client, DRV_STATE_GET, ns, key, NULL, 0, &req);
+    if (rc)
+        return rc;
+    rc = s_request_run (client, req, timeout_ms);
+    if (rc == 0 && req->entry_count != 1)
+        rc = DROVER_EPROTO;
+    if (rc == 0) {
+        if (version_p)
+            *version_p = req->entries [0].version;
+        if (size_p)
+            *size_p = req->entries [0].size;
+        if (value_p) {
+            *value_p = req->entries [0].value;
+            req->entries [0].value = NULL;
+        }
+    }
+    s_request_release (client, req);
+    return rc;
+}
+
+int
+drover_state_set (drover_client_t *client, const char *ns, const char *key,
+                  const void *value, size_t size, uint64_t *version_p, int timeout_ms)
+{
+    request_t *req;
+    int rc = s_state_request (client, DRV_STATE_SET, ns, key, value, size, &req);
+    if (rc)
+        return rc;
+    rc = s_request_run (client, req, timeout_ms);
+    if (rc == 0 && version_p)
+        *version_p = s_first_version (req);
+    s_request_release (client, req);
+    return rc;
+}
+
+int
+drover_state_del (drover_client_t *client, const char *ns, const char *key, int timeout_ms)
+{
+    request_t *req;
+    int rc = s_state_request (client, DRV_STATE_DEL, ns, key, NULL, 0, &req);
+    if (rc)
+        return rc;
+    rc = s_request_run (client, req, timeout_ms);
+    s_request_release (client, req);
+    return rc;
+}
+
+int
+drover_state_cas (drover_client_t *client, const char *ns, const char *key,
+                  uint64_t expect_version, const void *value, size_t size,
+                  uint64_t *version_p, int timeout_ms)
+{
+    request_t *req;
+    int rc = s_state_request (client, DRV_STATE_CAS, ns, key, value, size, &req);
+    if (rc)
+        return rc;
+    req->expect_version = expect_version;
+    rc = s_request_run (client, req, timeout_ms);
+    if ((rc == 0 || rc == DROVER_ECONFLICT) && version_p)
+        *version_p = s_first_version (req);
+    s_request_release (client, req);
+    return rc;
+}
+
+int
+drover_state_incr (drover_client_t *client, const char *ns, const char *key,
+                   int64_t delta, int64_t *value_p, int timeout_ms)
+{
+    request_t *req;
+    int rc = s_state_request (client, DRV_STATE_INCR, ns, key, NULL, 0, &req);
+    if (rc)
+        return rc;
+    req->delta = delta;
+    rc = s_request_run (client, req, timeout_ms);
+    if (rc == 0) {
+        if (req->entry_count != 1)
+            rc = DROVER_EPROTO;
+        else {
+            char *end;
+            errno = 0;
+            long long value = strtoll ((const char *) req->entries [0].value, &end, 10);
+            if (errno || end == (char *) req->entries [0].value || *end)
+                rc = DROVER_EPROTO;
+            else
+            if (value_p)
+                *value_p = (int64_t) value;
+        }
+    }
+    s_request_release (client, req);
+    return rc;
+}
+
+//  LIST or SNAPSHOT: hands the entries over (never NULL on success).
+static int
+s_state_entries (drover_client_t *client, drv_state_op_t op, const char *ns, const char *prefix,
+                 drover_state_entry_t **entries_p, size_t *count_p, uint64_t *seq_p,
+                 int timeout_ms)
+{
+    if (!entries_p || !count_p)
+        return DROVER_EINVAL;
+    request_t *req;
+    int rc = s_state_request (client, op, ns, prefix? prefix: "", NULL, 0, &req);
+    if (rc)
+        return rc;
+    rc = s_request_run (client, req, timeout_ms);
+    if (rc == 0) {
+        *entries_p = req->entries;
+        *count_p = req->entry_count;
+        if (seq_p)
+            *seq_p = req->seq;
+        req->entries = NULL;
+        req->entry_count = 0;
+    }
+    s_request_release (client, req);
+    return rc;
+}
+
+int
+drover_state_list (drover_client_t *client, const char *ns, const char *prefix,
+                   drover_state_entry_t **entries_p, size_t *count_p, int timeout_ms)
+{
+    return s_state_entries (client, DRV_STATE_LIST, ns, prefix, entries_p, count_p, NULL, timeout_ms);
+}
+
+void
+drover_state_entries_free (drover_state_entry_t *entries, size_t count)
+{
+    if (!entries)
+        return;
+    for (size_t i = 0; i < count; i++) {
+        free (entries [i].key);
+        free (entries [i].value);
+    }
+    free (entries);
+}
+
+//  Internal, for the replica -------------------------------------------
+
+int
+drv_client_snapshot (drover_client_t *client, const char *ns, drover_state_entry_t **entries_p,
+                     size_t *count_p, uint64_t *seq_p, int timeout_ms)
+{
+    return s_state_entries (client, DRV_STATE_SNAPSHOT, ns, "", entries_p, count_p, seq_p, timeout_ms);
+}
+
+const drv_config_t *
+drv_client_config (drover_client_t *client, const drv_keys_t **keys_p)
+{
+    if (keys_p)
+        *keys_p = &client->keys;
+    return &client->config;
+}
+
+unsigned
+drv_client_state_port (drover_client_t *client)
+{
+    return atomic_load (&client->state_port);
+}
+
+unsigned
+drv_client_epoch (drover_client_t *client)
+{
+    return atomic_load (&client->epoch);
+}
+
+int
+drv_client_restart_hook (drover_client_t *client, drv_signal_t *signal, bool add)
+{
+    int rc = add? -1: 0;
+    pthread_mutex_lock (&client->lock);
+    for (size_t i = 0; i < DRV_RESTART_HOOKS; i++) {
+        if (add && !client->restart_hooks [i]) {
+            client->restart_hooks [i] = signal;
+            rc = 0;
+            break;
+        }
+        if (!add && client->restart_hooks [i] == signal)
+            client->restart_hooks [i] = NULL;
+    }
+    pthread_mutex_unlock (&client->lock);
+    return rc;
 }

@@ -40,7 +40,7 @@ drover_strerror (int err)
         case DROVER_EPROTO:       return "protocol error or unsupported protocol version";
         case DROVER_ETOOLARGE:    return "payload or batch too large";
         case DROVER_ENOQUEUE:     return "queue name missing or invalid";
-        case DROVER_ENOTFOUND:    return "no such job";
+        case DROVER_ENOTFOUND:    return "not found: no such job or key";
         case DROVER_EFAILED:      return "job failed";
         case DROVER_ECANCELLED:   return "job cancelled";
         case DROVER_ELIMIT:       return "broker limit reached; retry later";
@@ -48,6 +48,7 @@ drover_strerror (int err)
         case DROVER_EKEY:         return "certificate missing or unreadable";
         case DROVER_ESTATE:       return "job state does not allow this";
         case DROVER_EINTERNAL:    return "internal error";
+        case DROVER_ECONFLICT:    return "version conflict: the value changed";
         default:                  return "unknown error";
     }
 }
@@ -454,6 +455,8 @@ drv_code_to_err (drv_code_t code)
         case DRV_CODE_UNAVAILABLE:     return DROVER_EUNAVAILABLE;
         case DRV_CODE_INTERNAL:        return DROVER_EINTERNAL;
         case DRV_CODE_BAD_STATE:       return DROVER_ESTATE;
+        case DRV_CODE_NOT_FOUND:       return DROVER_ENOTFOUND;
+        case DRV_CODE_CONFLICT:        return DROVER_ECONFLICT;
         default:                       return DROVER_EPROTO;
     }
 }

@@ -26,6 +26,7 @@
 #define DRV_DEFAULT_HEARTBEAT_MS 1000
 #define DRV_DEFAULT_MAX_PAYLOAD  (8u * 1024 * 1024)
 #define DRV_DEFAULT_MAX_BATCH    1000
+#define DRV_DEFAULT_MAX_VALUE    (1u << 20)
 //  Socket tuning: linger long enough for a final Bye/Report to leave.
 #define DRV_LINGER_MS            1000
 #define DRV_HWM                  100000
@@ -117,5 +118,22 @@ void drv_default_name (char *name, size_t size);
 //  failure the payload frames are left as they were.
 int drv_send_msg (void *socket, drv_codec_t *codec, drv_msg_t *msg,
                   zmq_msg_t *payloads, size_t count, int flags);
+
+//  Client internals the replica uses (client.c) ----------------------
+
+//  SNAPSHOT of a namespace through the client: entries as for
+//  drover_state_list, plus the sequence they reflect.
+int drv_client_snapshot (drover_client_t *client, const char *ns, drover_state_entry_t **entries_p,
+                         size_t *count_p, uint64_t *seq_p, int timeout_ms);
+//  The client's settings and CURVE keys (owned by the client).
+const drv_config_t *drv_client_config (drover_client_t *client, const drv_keys_t **keys_p);
+//  Welcome.state_port of the current session (0: none yet).
+unsigned drv_client_state_port (drover_client_t *client);
+//  Grows by one each time a broker with a new broker_id welcomes us.
+unsigned drv_client_epoch (drover_client_t *client);
+//  Adds (or removes) a signal the client raises when the epoch grows.
+//  At most DRV_RESTART_HOOKS at once; returns 0 or -1 when full.
+#define DRV_RESTART_HOOKS 16
+int drv_client_restart_hook (drover_client_t *client, drv_signal_t *signal, bool add);
 
 #endif
