@@ -2273,13 +2273,17 @@ broker_actor (zsock_t *pipe, void *args)
         free (self);
         return;
     }
-    zmq_pollitem_t items [4] = {
+    //  The PUB socket is polled too, though it never has input: polling is
+    //  what makes libzmq take in new subscriptions as they arrive, so a
+    //  replica that just subscribed gets the very next update
+    zmq_pollitem_t items [5] = {
         {zsock_resolve (pipe), 0, ZMQ_POLLIN, 0},
         {zsock_resolve (self->producers), 0, ZMQ_POLLIN, 0},
         {zsock_resolve (self->workers), 0, ZMQ_POLLIN, 0},
+        {zsock_resolve (self->pub), 0, ZMQ_POLLIN, 0},
         {self->auth? zsock_resolve (auth_socket (self->auth)): NULL, 0, ZMQ_POLLIN, 0},
     };
-    int item_count = self->auth? 4: 3;
+    int item_count = self->auth? 5: 4;
     while (!self->terminated) {
         self->now = drv_now_ms ();
         if (zmq_poll (items, item_count, s_poll_timeout (self)) < 0 && zmq_errno () != EINTR)
@@ -2287,7 +2291,7 @@ broker_actor (zsock_t *pipe, void *args)
         self->now = drv_now_ms ();
         if (items [0].revents & ZMQ_POLLIN)
             s_on_pipe (self);
-        if (item_count > 3 && (items [3].revents & ZMQ_POLLIN))
+        if (item_count > 4 && (items [4].revents & ZMQ_POLLIN))
             auth_handle (self->auth);
         if (items [1].revents & ZMQ_POLLIN)
             s_drain (self, self->producers, DRV_PEER_CLIENT);
