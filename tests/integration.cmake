@@ -7,7 +7,7 @@ set(DROVER_IT_ENV
   "DROVER_PLUGIN=$<TARGET_FILE:drover_example_plugin>"
   "EXAMPLE_PRODUCER=$<TARGET_FILE:example_producer>"
   "EXAMPLE_WORKER=$<TARGET_FILE:example_worker>")
-foreach(name jobpath security faults restart examples partition durability crash admin)
+foreach(name jobpath security faults restart examples partition durability crash admin state)
   add_test(NAME it_${name}
     COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/integration/${name}.sh)
   set_tests_properties(it_${name} PROPERTIES
