@@ -353,6 +353,40 @@ int drover_replica_watch (drover_replica_t *replica, const char *ns, const char 
                           drover_watch_fn *fn, void *arg);
 
 //  ---------------------------------------------------------------------
+//  Cluster-wide sync primitives, held by the broker and named like queues
+//  (each kind has its own names). A lock or semaphore permit belongs to
+//  the client that took it and is released by the broker when that client
+//  goes away (closed, or silent for three heartbeats): the client's
+//  heartbeats are its lease. Waiters are served in arrival order; waiting
+//  costs no polling. timeout_ms 0 means try once; < 0 means wait forever.
+//  Returns 0, DROVER_ETIMEDOUT (not granted in time), DROVER_ESTATE (see
+//  each call), DROVER_EINVAL, DROVER_EDENIED or DROVER_ECLOSED.
+
+//  Acquires a lock. *fence_p (may be NULL) receives a number that grows
+//  with every grant of this lock (a fencing token). DROVER_ESTATE if this
+//  client already holds it.
+int drover_lock (drover_client_t *client, const char *name, int timeout_ms, uint64_t *fence_p);
+//  Releases a lock. DROVER_ESTATE if this client does not hold it.
+int drover_unlock (drover_client_t *client, const char *name);
+
+//  Takes one permit of a counting semaphore created with initial permits
+//  on first use (later values of initial are ignored).
+int drover_sem_acquire (drover_client_t *client, const char *name, unsigned initial,
+                        int timeout_ms);
+//  Gives back one permit. DROVER_ESTATE if this client holds none.
+int drover_sem_release (drover_client_t *client, const char *name);
+
+//  Events: set wakes every waiter; wait returns at once if set.
+int drover_event_set (drover_client_t *client, const char *name);
+int drover_event_clear (drover_client_t *client, const char *name);
+int drover_event_wait (drover_client_t *client, const char *name, int timeout_ms);
+
+//  Waits until parties clients wait on the barrier, then all go on.
+//  DROVER_ESTATE if parties differs from the barrier's current round.
+int drover_barrier_wait (drover_client_t *client, const char *name, unsigned parties,
+                         int timeout_ms);
+
+//  ---------------------------------------------------------------------
 //  Worker: serves queues with handlers.
 //  Thread safety: configure and run from one thread; drover_worker_stop()
 //  may be called from any thread or a signal handler.

@@ -133,7 +133,8 @@ static const char *s_cmd_names [DRV_CMD_COUNT_] = {
     "NONE", "HELLO", "WELCOME", "HEARTBEAT", "ERROR", "BYE", "SUBMIT",
     "SUBMIT_ACK", "DISPATCH", "REPORT", "DELIVER", "CREDIT", "QUERY",
     "QUERY_REPLY", "CANCEL", "STATS", "STATS_REPLY", "PROGRESS", "QUEUE_CONTROL",
-    "DEAD_LETTER", "STATE_REQUEST", "STATE_REPLY", "STATE_UPDATE"
+    "DEAD_LETTER", "STATE_REQUEST", "STATE_REPLY", "STATE_UPDATE", "SYNC_REQUEST",
+    "SYNC_REPLY"
 };
 
 const char *
@@ -148,7 +149,7 @@ drv_code_name (drv_code_t code)
     static const char *names [] = {
         "OK", "BAD_REQUEST", "UNKNOWN_COMMAND", "BAD_VERSION", "REHELLO",
         "TOO_LARGE", "UNKNOWN_QUEUE", "UNKNOWN_JOB", "DENIED", "LIMIT",
-        "UNAVAILABLE", "INTERNAL", "BAD_STATE", "NOT_FOUND", "CONFLICT"
+        "UNAVAILABLE", "INTERNAL", "BAD_STATE", "NOT_FOUND", "CONFLICT", "TIMEOUT"
     };
     return (unsigned) code < sizeof names / sizeof names [0]? names [code]: "?";
 }
@@ -204,6 +205,8 @@ static const struct {
     {DROVER__ENVELOPE__BODY_STATE_REQUEST, DRV_CMD_STATE_REQUEST},
     {DROVER__ENVELOPE__BODY_STATE_REPLY, DRV_CMD_STATE_REPLY},
     {DROVER__ENVELOPE__BODY_STATE_UPDATE, DRV_CMD_STATE_UPDATE},
+    {DROVER__ENVELOPE__BODY_SYNC_REQUEST, DRV_CMD_SYNC_REQUEST},
+    {DROVER__ENVELOPE__BODY_SYNC_REPLY, DRV_CMD_SYNC_REPLY},
 };
 
 //  Decoding ---------------------------------------------------------------
@@ -479,6 +482,18 @@ s_decode_body (drv_codec_t *self, Drover__Envelope *env, drv_msg_t *msg)
             msg->update.deleted = u->deleted;
             return 0;
         }
+        case DRV_CMD_SYNC_REQUEST:
+            msg->sync.op = (drv_sync_op_t) env->sync_request->op;
+            msg->sync.name = s_str (env->sync_request->name);
+            msg->sync.timeout_ms = env->sync_request->timeout_ms;
+            msg->sync.count = env->sync_request->count;
+            return 0;
+        case DRV_CMD_SYNC_REPLY:
+            msg->sync_reply.code = (drv_code_t) env->sync_reply->code;
+            msg->sync_reply.message = s_str (env->sync_reply->message);
+            msg->sync_reply.fence = env->sync_reply->fence;
+            msg->sync_reply.value = env->sync_reply->value;
+            return 0;
         case DRV_CMD_STATS_REPLY: {
             Drover__StatsReply *r = env->stats_reply;
             msg->stats.workers = r->workers;
@@ -619,6 +634,8 @@ drv_codec_encode (drv_codec_t *self, const drv_msg_t *msg, zmq_msg_t *frame)
     Drover__StateRequest state_request = DROVER__STATE_REQUEST__INIT;
     Drover__StateReply state_reply = DROVER__STATE_REPLY__INIT;
     Drover__StateUpdate state_update = DROVER__STATE_UPDATE__INIT;
+    Drover__SyncRequest sync_request = DROVER__SYNC_REQUEST__INIT;
+    Drover__SyncReply sync_reply = DROVER__SYNC_REPLY__INIT;
     size_t n = msg->count;
 
     switch (msg->cmd) {
@@ -874,6 +891,22 @@ drv_codec_encode (drv_codec_t *self, const drv_msg_t *msg, zmq_msg_t *frame)
             state_update.deleted = msg->update.deleted;
             env.body_case = DROVER__ENVELOPE__BODY_STATE_UPDATE;
             env.state_update = &state_update;
+            break;
+        case DRV_CMD_SYNC_REQUEST:
+            sync_request.op = (Drover__SyncOp) msg->sync.op;
+            sync_request.name = (char *) s_str (msg->sync.name);
+            sync_request.timeout_ms = msg->sync.timeout_ms;
+            sync_request.count = msg->sync.count;
+            env.body_case = DROVER__ENVELOPE__BODY_SYNC_REQUEST;
+            env.sync_request = &sync_request;
+            break;
+        case DRV_CMD_SYNC_REPLY:
+            sync_reply.code = (Drover__Code) msg->sync_reply.code;
+            sync_reply.message = (char *) s_str (msg->sync_reply.message);
+            sync_reply.fence = msg->sync_reply.fence;
+            sync_reply.value = msg->sync_reply.value;
+            env.body_case = DROVER__ENVELOPE__BODY_SYNC_REPLY;
+            env.sync_reply = &sync_reply;
             break;
         default:
             return -1;

@@ -34,7 +34,8 @@ typedef enum {
     DRV_CODE_INTERNAL = 11,
     DRV_CODE_BAD_STATE = 12,
     DRV_CODE_NOT_FOUND = 13,
-    DRV_CODE_CONFLICT = 14
+    DRV_CODE_CONFLICT = 14,
+    DRV_CODE_TIMEOUT = 15
 } drv_code_t;
 
 typedef enum {
@@ -77,6 +78,8 @@ typedef enum {
     DRV_CMD_STATE_REQUEST,
     DRV_CMD_STATE_REPLY,
     DRV_CMD_STATE_UPDATE,
+    DRV_CMD_SYNC_REQUEST,
+    DRV_CMD_SYNC_REPLY,
     DRV_CMD_COUNT_
 } drv_cmd_t;
 
@@ -159,6 +162,17 @@ typedef enum {
     DRV_STATE_LIST = 6,
     DRV_STATE_SNAPSHOT = 7
 } drv_state_op_t;
+
+typedef enum {
+    DRV_SYNC_LOCK = 1,
+    DRV_SYNC_UNLOCK = 2,
+    DRV_SYNC_SEM_ACQUIRE = 3,
+    DRV_SYNC_SEM_RELEASE = 4,
+    DRV_SYNC_EVENT_SET = 5,
+    DRV_SYNC_EVENT_CLEAR = 6,
+    DRV_SYNC_EVENT_WAIT = 7,
+    DRV_SYNC_BARRIER_WAIT = 8
+} drv_sync_op_t;
 
 typedef struct {
     const uint8_t *key;         //  key bytes
@@ -256,6 +270,18 @@ typedef struct {
         uint64_t version;           //  new version
         bool deleted;               //  key removed
     } update;
+    struct {
+        drv_sync_op_t op;           //  SyncRequest: operation
+        const char *name;           //  primitive name
+        uint32_t timeout_ms;        //  longest wait, 0 = none
+        uint32_t count;             //  semaphore permits / barrier parties
+    } sync;
+    struct {
+        drv_code_t code;            //  SyncReply: outcome
+        const char *message;        //  text for humans
+        uint64_t fence;             //  lock fencing token
+        uint32_t value;             //  permits left / barrier generation
+    } sync_reply;
 
     //  List bodies: Submit (specs), SubmitAck (acks), Dispatch (jobs),
     //  Report and Deliver (results), QueryReply (infos), Query and Cancel
