@@ -6,7 +6,8 @@ set(DROVER_IT_ENV
   "DROVER_WORKER=$<TARGET_FILE:drover-worker>"
   "DROVER_PLUGIN=$<TARGET_FILE:drover_example_plugin>"
   "EXAMPLE_PRODUCER=$<TARGET_FILE:example_producer>"
-  "EXAMPLE_WORKER=$<TARGET_FILE:example_worker>")
+  "EXAMPLE_WORKER=$<TARGET_FILE:example_worker>"
+  "EXAMPLES_DIR=$<TARGET_FILE_DIR:example_producer>")
 foreach(name jobpath security faults restart examples partition durability crash admin state)
   add_test(NAME it_${name}
     COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/integration/${name}.sh)

@@ -16,4 +16,30 @@ kill -TERM "$worker"
 wait "$worker"
 expect_eq "$?" "0" "example worker exit after SIGTERM"
 expect_code 2 "$EXAMPLE_PRODUCER" reverse
+
+# The three classic manager listings, in Drover's words
+: "${EXAMPLES_DIR:?}"
+for n in 1 2; do
+    DROVER_BROKER="$WORKERS" DROVER_CERT="$T/keys/worker_secret" \
+        "$EXAMPLES_DIR/whoami" worker >"$T/whoami-$n.log" 2>&1 &
+    PIDS+=("$!")
+done
+"$EXAMPLES_DIR/whoami" submit 6 > "$T/whoami.out" || fail "whoami submit"
+expect_eq "$(grep -c 'ran in process' "$T/whoami.out")" "6" "whoami answers"
+
+DROVER_BROKER="$WORKERS" DROVER_CERT="$T/keys/worker_secret" \
+    "$EXAMPLES_DIR/queue_pass" receive >"$T/receiver.out" 2>"$T/receiver.log" &
+PIDS+=("$!")
+"$EXAMPLES_DIR/queue_pass" send sample 3 4 5 > "$T/pass.out" || fail "queue_pass send"
+grep -q "sample sum=12 (checked)" "$T/pass.out" || fail "queue_pass: $(cat "$T/pass.out")"
+wait_for 5 grep -q "received sample with 3 values" "$T/receiver.out" || fail "receiver did not print the object"
+
+"$EXAMPLES_DIR/namespace" read 4 > "$T/reader.out" 2>"$T/reader.log" &
+reader=$!
+PIDS+=("$reader")
+sleep 1
+"$EXAMPLES_DIR/namespace" update 5 || fail "namespace update"
+wait "$reader" || fail "namespace read failed: $(cat "$T/reader.log")"
+grep -q "shared.y = 25" "$T/reader.out" || fail "reader missed a change: $(cat "$T/reader.out")"
+grep -q "updates seen by the replica: 5" "$T/reader.out" || fail "replica: $(cat "$T/reader.out")"
 pass "examples"
