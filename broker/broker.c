@@ -16,6 +16,7 @@
 #include "persist.h"
 #include "queue.h"
 #include "state.h"
+#include "sync.h"
 #include "util.h"
 
 #include <errno.h>
@@ -65,6 +66,7 @@ typedef struct {
     char *state_ep;                 //  its bound endpoint
     uint32_t state_port;            //  its TCP port (0 if not TCP), told in Welcome
     state_t *state;                 //  shared-state namespaces
+    sync_t *sync;                   //  locks, semaphores, events, barriers (memory only)
     struct state_change *changes;   //  this turn's state changes, published after the commit
     size_t change_count;            //  entries in changes
     size_t change_cap;              //  allocated entries
@@ -671,8 +673,15 @@ s_peer_drop (broker_t *self, peer_t *peer, const char *reason)
         drv_log (DRV_LOG_INFO, "broker", "client %s left (%s)", peer->name, reason);
         zhashx_delete (self->clients, peer->route_key);
     }
-    if (zhashx_lookup (self->sessions, peer->session_key) == peer)
+    if (zhashx_lookup (self->sessions, peer->session_key) == peer) {
         zhashx_delete (self->sessions, peer->session_key);
+        //  The session is its locks' lease: whatever way it ends (Bye,
+        //  missed heartbeats, a re-hello), its locks and permits go back
+        //  and the next waiters get them. Done after the session left the
+        //  map, so no grant can be addressed to it
+        if (peer->kind == DRV_PEER_CLIENT && self->sync)
+            sync_session_drop (self->sync, peer->session);
+    }
     if (peer->outgoing) {
         peer_t **link = &self->outgoing;
         while (*link != peer)
@@ -1722,6 +1731,50 @@ s_on_bye (broker_t *self, peer_t *peer, drv_msg_t *msg)
     }
 }
 
+//  Sync primitives ----------------------------------------------------------
+
+//  sync.c's way out: a SyncReply to the session's current connection.
+static bool
+s_sync_deliver (void *arg, const uint8_t *session, uint64_t corr, drv_code_t code,
+                const char *message, uint64_t fence, uint32_t value)
+{
+    broker_t *self = (broker_t *) arg;
+    char session_key [33];
+    drv_hex (session, DRV_ID_SIZE, session_key);
+    peer_t *peer = (peer_t *) zhashx_lookup (self->sessions, session_key);
+    if (!peer || peer->kind != DRV_PEER_CLIENT)
+        return false;
+    drv_msg_t reply;
+    drv_msg_init (&reply, DRV_CMD_SYNC_REPLY, corr);
+    reply.sync_reply.code = code;
+    reply.sync_reply.message = message;
+    reply.sync_reply.fence = fence;
+    reply.sync_reply.value = value;
+    s_send (self, peer, &reply, NULL, 0);
+    return true;
+}
+
+//  Not journaled and not held for the commit: sync state lives in memory
+//  only, so the answer can go at once.
+static void
+s_on_sync (broker_t *self, peer_t *client, drv_msg_t *msg)
+{
+    sync_request_t request = {
+        .op = msg->sync.op,
+        .name = msg->sync.name,
+        .timeout_ms = msg->sync.timeout_ms,
+        .count = msg->sync.count
+    };
+    //  The client endpoint admits producer and admin keys only; say so
+    //  here too, so a new role cannot slip through by accident
+    if (!streq (client->role, "producer") && !streq (client->role, "admin")) {
+        s_error (self, self->producers, msg->corr, DRV_CODE_DENIED,
+                 "sync primitives need a producer or admin key");
+        return;
+    }
+    sync_request (self->sync, client->session, msg->corr, &request, self->now);
+}
+
 //  Which commands each endpoint accepts (besides Hello, Heartbeat, Bye).
 static bool
 s_command_allowed (drv_peer_kind_t kind, drv_cmd_t cmd)
@@ -1729,7 +1782,7 @@ s_command_allowed (drv_peer_kind_t kind, drv_cmd_t cmd)
     if (kind == DRV_PEER_CLIENT)
         return cmd == DRV_CMD_SUBMIT || cmd == DRV_CMD_QUERY || cmd == DRV_CMD_CANCEL
             || cmd == DRV_CMD_STATS || cmd == DRV_CMD_QUEUE_CONTROL || cmd == DRV_CMD_DEAD_LETTER
-            || cmd == DRV_CMD_STATE_REQUEST;
+            || cmd == DRV_CMD_STATE_REQUEST || cmd == DRV_CMD_SYNC_REQUEST;
     return cmd == DRV_CMD_REPORT || cmd == DRV_CMD_CREDIT || cmd == DRV_CMD_PROGRESS;
 }
 
@@ -1827,6 +1880,9 @@ s_handle (broker_t *self, zsock_t *socket, drv_peer_kind_t kind, int total)
             break;
         case DRV_CMD_STATE_REQUEST:
             s_on_state (self, peer, &msg);
+            break;
+        case DRV_CMD_SYNC_REQUEST:
+            s_on_sync (self, peer, &msg);
             break;
         case DRV_CMD_CREDIT:
             peer->credit = (uint64_t) peer->credit + msg.credit > CREDIT_CAP? CREDIT_CAP
@@ -2112,6 +2168,10 @@ s_start (broker_t *self)
     self->enc = drv_codec_new ();
     self->jobs = job_store_new ();
     self->state = state_new ();
+    //  Fences start at wall-clock microseconds, so a token handed out after
+    //  a restart is still larger than any handed out before it (unless the
+    //  last run granted more than one lock per microsecond on average)
+    self->sync = sync_new (s_sync_deliver, self, drv_wall_ms () * 1000);
     self->timers = job_heap_new ();
     self->queues = zhashx_new ();
     zhashx_set_destructor (self->queues, (zhashx_destructor_fn *) queue_destroy);
@@ -2160,7 +2220,7 @@ s_start (broker_t *self)
     self->producers = zsock_new (ZMQ_ROUTER);
     self->workers = zsock_new (ZMQ_ROUTER);
     self->pub = zsock_new (ZMQ_PUB);
-    if (!self->producers || !self->workers || !self->pub || !self->state) {
+    if (!self->producers || !self->workers || !self->pub || !self->state || !self->sync) {
         snprintf (self->start_error, sizeof self->start_error, "cannot create sockets");
         return -1;
     }
@@ -2182,6 +2242,8 @@ s_start (broker_t *self)
 static void
 s_stop (broker_t *self)
 {
+    //  First, so dropping the sessions below grants nothing to anyone
+    sync_destroy (&self->sync);
     if (self->worker_peers)
         while (zhashx_size (self->worker_peers))
             s_peer_drop (self, (peer_t *) zhashx_first (self->worker_peers), "broker stopping");
@@ -2253,6 +2315,9 @@ s_poll_timeout (broker_t *self)
     job_t *job = job_heap_peek (self->timers);
     if (job && job->due < wake)
         wake = job->due;
+    //  A sync waiter's CODE_TIMEOUT is due at its deadline, not a turn later
+    if (self->sync && sync_next_deadline (self->sync) < wake)
+        wake = sync_next_deadline (self->sync);
     return wake > self->now? (long) (wake - self->now): 0;
 }
 
@@ -2298,6 +2363,7 @@ broker_actor (zsock_t *pipe, void *args)
         if (items [2].revents & ZMQ_POLLIN)
             s_drain (self, self->workers, DRV_PEER_WORKER);
         s_fire_timers (self);
+        sync_expire (self->sync, self->now);
         s_liveness (self);
         s_commit (self);
         s_dispatch_dirty (self);
