@@ -1,7 +1,7 @@
 /*  common.h - helpers shared by the drover command-line client.
 
     Each command group lives in its own file (keygen.c, jobs.c, admin.c,
-    state.c, up.c, demo.c, bench.c) and exports one cli_<command> function
+    state.c, sync.c, up.c, demo.c, bench.c) and exports one cli_<command> function
     per command; main.c dispatches to them through a table. This header holds what they
     share: error output and exit codes, option parsing, connection options
     and the connect step, the request commands' options, waiting on futures
@@ -50,6 +50,9 @@ int cli_pause (int argc, char **argv);
 int cli_resume (int argc, char **argv);
 int cli_dead (int argc, char **argv);
 int cli_state (int argc, char **argv);         //  state.c
+int cli_lock (int argc, char **argv);           //  sync.c
+int cli_event (int argc, char **argv);
+int cli_barrier (int argc, char **argv);
 int cli_up (int argc, char **argv);             //  up.c
 int cli_demo (int argc, char **argv);           //  demo.c
 int cli_demo_worker (int argc, char **argv);

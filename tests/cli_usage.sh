@@ -242,6 +242,51 @@ expect 2 state get ns k --timeout 0 && expect_error_line state get --timeout 0
 expect 3 state get ns k --connect-timeout 0.5 && expect_error_line state get unreachable
 unset DROVER_BROKER DROVER_INSECURE
 
+# ---- lock, event, barrier: usage errors exit 2 before any connection ---------
+for cmd in lock event barrier; do
+    if expect 0 $cmd --help; then
+        grep -q "Usage: drover $cmd" "$TMP/out" || fail "$cmd --help prints no usage"
+        [ -s "$TMP/err" ] && fail "$cmd --help wrote to stderr"
+    fi
+    grep -q "^  $cmd " <("$DROVER" --help) || fail "--help does not list $cmd"
+done
+expect 0 event wait --help && grep -q 'Usage: drover event' "$TMP/out" || fail "event wait --help"
+expect 2 lock && expect_error_line lock
+grep -q 'missing NAME' "$TMP/err" || fail "lock: no 'missing NAME'"
+expect 2 lock L && expect_error_line lock L
+grep -q "missing '-- CMD'" "$TMP/err" || fail "lock L: no 'missing -- CMD'"
+expect 2 lock L -- && expect_error_line lock L --
+expect 2 lock L true && expect_error_line lock L true
+expect 2 lock 'bad name' -- true && expect_error_line lock bad name
+grep -q "bad name" "$TMP/err" || fail "lock with a bad name: message"
+expect 2 lock L extra -- true && expect_error_line lock extra
+expect 2 lock L --timeout -1 -- true && expect_error_line lock --timeout -1
+expect 2 lock L --timeout x -- true && expect_error_line lock --timeout x
+expect 2 lock L --bogus -- true && expect_error_line lock --bogus
+# Options after -- belong to CMD: no --insecure here, so no keys
+expect 2 lock L -- true --insecure && expect_error_line lock -- true --insecure
+expect 2 event && expect_error_line event
+expect 2 event frob E && expect_error_line event frob
+grep -q "unknown subcommand 'frob'" "$TMP/err" || fail "event frob message"
+expect 2 event wait && expect_error_line event wait
+expect 2 event set E extra && expect_error_line event set extra
+expect 2 event set 'bad name' && expect_error_line event set bad name
+expect 2 event clear E --timeout 1 && expect_error_line event clear --timeout
+expect 2 event wait E --timeout abc && expect_error_line event wait --timeout abc
+expect 2 barrier && expect_error_line barrier
+expect 2 barrier B && expect_error_line barrier B
+grep -q 'missing --parties' "$TMP/err" || fail "barrier B: no 'missing --parties'"
+expect 2 barrier B --parties 0 && expect_error_line barrier --parties 0
+expect 2 barrier B --parties x && expect_error_line barrier --parties x
+expect 2 barrier B C --parties 2 && expect_error_line barrier extra
+expect 2 barrier 'bad name' --parties 2 && expect_error_line barrier bad name
+# Well-formed, but nothing to talk to: exit 3
+export DROVER_BROKER=tcp://127.0.0.1:1 DROVER_INSECURE=1
+expect 3 lock L --connect-timeout 0.5 -- true && expect_error_line lock unreachable
+expect 3 event set E --connect-timeout 0.5 && expect_error_line event unreachable
+expect 3 barrier B --parties 2 --connect-timeout 0.5 && expect_error_line barrier unreachable
+unset DROVER_BROKER DROVER_INSECURE
+
 if [ "$failures" -ne 0 ]; then
     echo "cli_usage: $failures failure(s)" >&2
     exit 1

@@ -8,6 +8,11 @@
     published on a PUB socket (port in Welcome.state_port) with per-namespace
     sequences; switches to skip a sequence number (a gap) or to drop the
     next publications (a subscriber that missed them).
+    Sync primitives: locks (holder = routing id, fencing token), semaphores,
+    events and barriers with waiters answered at their deadline with
+    CODE_TIMEOUT; name "secret" is denied; switches to delay every
+    SyncReply (a grant that comes after the client gave up) and to ignore
+    waiters' deadlines; a restart (forget) drops all of it.
 
     One ROUTER on tcp://127.0.0.1:* in its own thread and ZeroMQ context.
     Tests read and set fields under fb->lock.
@@ -98,7 +103,46 @@ typedef struct {
     int drop_pubs;              //  changes not to publish (still counted)
     int snapshot_races;         //  changes to make just before answering a SNAPSHOT
     uint8_t broker_id_byte;     //  Welcome.broker_id fill (a restart changes it)
+    //  sync primitives
+    struct fb_prim *prims;      //  locks, semaphores, events, barriers
+    size_t prim_count;          //  in use
+    struct fb_waiter *waiters;  //  blocked requests, in arrival order
+    size_t waiter_count;        //  in use
+    struct fb_waiter *late;     //  delayed replies (sync_delay_ms)
+    size_t late_count;          //  in use
+    int sync_requests;          //  SyncRequest messages
+    int sync_ops [9];           //  of them, per drv_sync_op_t
+    uint32_t last_sync_timeout; //  timeout_ms of the last one
+    uint32_t sync_delay_ms;     //  hold every SyncReply this long
+    bool sync_no_deadline;      //  never time waiters out
 } fb_t;
+
+#define FB_PEER_MAX 256
+
+struct fb_prim {
+    int kind;                   //  1 lock, 2 semaphore, 3 event, 4 barrier
+    char name [129];            //  its name
+    uint8_t holder [FB_PEER_MAX];   //  lock: routing id of the holder
+    size_t holder_size;         //  0 = free
+    uint64_t fence;             //  lock: grants so far
+    uint32_t permits;           //  semaphore: left
+    bool set;                   //  event
+    uint32_t parties;           //  barrier: of the current round
+    uint32_t arrived;           //  barrier: waiting now
+    uint32_t generation;        //  barrier: rounds released
+};
+
+struct fb_waiter {
+    int op;                     //  drv_sync_op_t
+    char name [129];            //  primitive
+    uint8_t peer [FB_PEER_MAX]; //  routing id to answer
+    size_t peer_size;
+    uint64_t corr;              //  request to answer
+    uint64_t due;               //  ms: deadline (waiter) or send time (late)
+    int code;                   //  late: the answer
+    uint64_t fence;             //  late: its fence
+    uint32_t value;             //  late: its value
+};
 
 struct fb_kv {
     char ns [129];              //  namespace
@@ -456,6 +500,273 @@ fb_state (fb_t *fb, drv_codec_t *codec, drv_msg_t *in, drv_frames_t *frames)
     zmq_msg_close (&payload);
 }
 
+//  Sync primitives ---------------------------------------------------------
+
+static struct fb_prim *
+fb_prim (fb_t *fb, int kind, const char *name)
+{
+    for (size_t i = 0; i < fb->prim_count; i++)
+        if (fb->prims [i].kind == kind && strcmp (fb->prims [i].name, name) == 0)
+            return &fb->prims [i];
+    fb->prims = realloc (fb->prims, (fb->prim_count + 1) * sizeof *fb->prims);
+    struct fb_prim *prim = &fb->prims [fb->prim_count++];
+    memset (prim, 0, sizeof *prim);
+    prim->kind = kind;
+    snprintf (prim->name, sizeof prim->name, "%s", name);
+    return prim;
+}
+
+static int
+fb_prim_kind (int op)
+{
+    switch (op) {
+        case DRV_SYNC_LOCK: case DRV_SYNC_UNLOCK: return 1;
+        case DRV_SYNC_SEM_ACQUIRE: case DRV_SYNC_SEM_RELEASE: return 2;
+        case DRV_SYNC_EVENT_SET: case DRV_SYNC_EVENT_CLEAR: case DRV_SYNC_EVENT_WAIT: return 3;
+        default: return 4;
+    }
+}
+
+//  Sends a SyncReply to peer now, or later with sync_delay_ms.
+static void
+fb_sync_reply (fb_t *fb, drv_codec_t *codec, const uint8_t *peer, size_t peer_size,
+               uint64_t corr, int code, uint64_t fence, uint32_t value)
+{
+    if (fb->sync_delay_ms) {
+        fb->late = realloc (fb->late, (fb->late_count + 1) * sizeof *fb->late);
+        struct fb_waiter *late = &fb->late [fb->late_count++];
+        memset (late, 0, sizeof *late);
+        memcpy (late->peer, peer, peer_size);
+        late->peer_size = peer_size;
+        late->corr = corr;
+        late->code = code;
+        late->fence = fence;
+        late->value = value;
+        late->due = drv_now_ms () + fb->sync_delay_ms;
+        return;
+    }
+    zmq_msg_t saved;
+    zmq_msg_init (&saved);
+    zmq_msg_move (&saved, &fb->peer);
+    zmq_msg_init_size (&fb->peer, peer_size);
+    memcpy (zmq_msg_data (&fb->peer), peer, peer_size);
+    drv_msg_t out;
+    drv_msg_init (&out, DRV_CMD_SYNC_REPLY, corr);
+    out.sync_reply.code = (drv_code_t) code;
+    out.sync_reply.message = code == DRV_CODE_OK? "": "refused";
+    out.sync_reply.fence = fence;
+    out.sync_reply.value = value;
+    fb_send (fb, codec, &out, NULL, 0);
+    zmq_msg_close (&fb->peer);
+    zmq_msg_init (&fb->peer);
+    zmq_msg_move (&fb->peer, &saved);
+    zmq_msg_close (&saved);
+}
+
+static void
+fb_waiter_done (fb_t *fb, drv_codec_t *codec, size_t index, int code, uint64_t fence, uint32_t value)
+{
+    struct fb_waiter w = fb->waiters [index];
+    memmove (fb->waiters + index, fb->waiters + index + 1,
+             (fb->waiter_count - index - 1) * sizeof w);
+    fb->waiter_count--;
+    fb_sync_reply (fb, codec, w.peer, w.peer_size, w.corr, code, fence, value);
+}
+
+//  Grants what waiters of prim can now have, in arrival order.
+static void
+fb_sync_wake (fb_t *fb, drv_codec_t *codec, struct fb_prim *prim)
+{
+    for (size_t i = 0; i < fb->waiter_count; ) {
+        struct fb_waiter *w = &fb->waiters [i];
+        if (fb_prim_kind (w->op) != prim->kind || strcmp (w->name, prim->name)) {
+            i++;
+            continue;
+        }
+        if (prim->kind == 1 && !prim->holder_size) {
+            memcpy (prim->holder, w->peer, w->peer_size);
+            prim->holder_size = w->peer_size;
+            fb_waiter_done (fb, codec, i, DRV_CODE_OK, ++prim->fence, 0);
+        }
+        else
+        if (prim->kind == 2 && prim->permits) {
+            prim->permits--;
+            fb_waiter_done (fb, codec, i, DRV_CODE_OK, 0, prim->permits);
+        }
+        else
+        if (prim->kind == 3 && prim->set)
+            fb_waiter_done (fb, codec, i, DRV_CODE_OK, 0, 0);
+        else
+            i++;
+    }
+}
+
+static void
+fb_sync (fb_t *fb, drv_codec_t *codec, drv_msg_t *in)
+{
+    fb->sync_requests++;
+    if ((unsigned) in->sync.op < 9)
+        fb->sync_ops [in->sync.op]++;
+    fb->last_sync_timeout = in->sync.timeout_ms;
+    const uint8_t *peer = zmq_msg_data (&fb->peer);
+    size_t peer_size = zmq_msg_size (&fb->peer);
+    if (peer_size > FB_PEER_MAX)
+        peer_size = FB_PEER_MAX;
+    if (strcmp (in->sync.name, "secret") == 0) {
+        fb_sync_reply (fb, codec, peer, peer_size, in->corr, DRV_CODE_DENIED, 0, 0);
+        return;
+    }
+    struct fb_prim *prim = fb_prim (fb, fb_prim_kind (in->sync.op), in->sync.name);
+    bool wait = false;
+    switch (in->sync.op) {
+        case DRV_SYNC_LOCK:
+            if (prim->holder_size == peer_size && memcmp (prim->holder, peer, peer_size) == 0) {
+                fb_sync_reply (fb, codec, peer, peer_size, in->corr, DRV_CODE_BAD_STATE, 0, 0);
+                return;
+            }
+            wait = true;
+            break;
+        case DRV_SYNC_UNLOCK:
+            if (prim->holder_size != peer_size || memcmp (prim->holder, peer, peer_size)) {
+                fb_sync_reply (fb, codec, peer, peer_size, in->corr, DRV_CODE_BAD_STATE, 0, 0);
+                return;
+            }
+            prim->holder_size = 0;
+            fb_sync_reply (fb, codec, peer, peer_size, in->corr, DRV_CODE_OK, 0, 0);
+            break;
+        case DRV_SYNC_SEM_ACQUIRE:
+            if (!prim->generation) {
+                prim->generation = 1;       //  created: initial permits
+                prim->permits = in->sync.count;
+            }
+            wait = true;
+            break;
+        case DRV_SYNC_SEM_RELEASE:
+            prim->permits++;
+            fb_sync_reply (fb, codec, peer, peer_size, in->corr, DRV_CODE_OK, 0, prim->permits);
+            break;
+        case DRV_SYNC_EVENT_SET:
+        case DRV_SYNC_EVENT_CLEAR:
+            prim->set = in->sync.op == DRV_SYNC_EVENT_SET;
+            fb_sync_reply (fb, codec, peer, peer_size, in->corr, DRV_CODE_OK, 0, 0);
+            break;
+        case DRV_SYNC_EVENT_WAIT:
+            wait = true;
+            break;
+        case DRV_SYNC_BARRIER_WAIT:
+            if (prim->arrived && prim->parties != in->sync.count) {
+                fb_sync_reply (fb, codec, peer, peer_size, in->corr, DRV_CODE_BAD_STATE, 0, 0);
+                return;
+            }
+            prim->parties = in->sync.count;
+            if (++prim->arrived == prim->parties) {
+                //  Release the round: every waiter of this barrier, and us
+                prim->arrived = 0;
+                prim->generation++;
+                for (size_t i = 0; i < fb->waiter_count; )
+                    if (fb->waiters [i].op == DRV_SYNC_BARRIER_WAIT
+                    &&  strcmp (fb->waiters [i].name, prim->name) == 0)
+                        fb_waiter_done (fb, codec, i, DRV_CODE_OK, 0, prim->generation);
+                    else
+                        i++;
+                fb_sync_reply (fb, codec, peer, peer_size, in->corr, DRV_CODE_OK, 0, prim->generation);
+                return;
+            }
+            if (in->sync.timeout_ms == 0) {
+                prim->arrived--;
+                fb_sync_reply (fb, codec, peer, peer_size, in->corr, DRV_CODE_TIMEOUT, 0, 0);
+                return;
+            }
+            break;
+        default:
+            fb_sync_reply (fb, codec, peer, peer_size, in->corr, DRV_CODE_BAD_REQUEST, 0, 0);
+            return;
+    }
+    if (in->sync.op == DRV_SYNC_BARRIER_WAIT || wait) {
+        fb->waiters = realloc (fb->waiters, (fb->waiter_count + 1) * sizeof *fb->waiters);
+        struct fb_waiter *w = &fb->waiters [fb->waiter_count++];
+        memset (w, 0, sizeof *w);
+        w->op = in->sync.op;
+        snprintf (w->name, sizeof w->name, "%s", in->sync.name);
+        memcpy (w->peer, peer, peer_size);
+        w->peer_size = peer_size;
+        w->corr = in->corr;
+        w->due = drv_now_ms () + in->sync.timeout_ms;
+    }
+    fb_sync_wake (fb, codec, prim);
+    //  A try (timeout 0) that was not granted at once
+    for (size_t i = 0; i < fb->waiter_count; i++)
+        if (fb->waiters [i].corr == in->corr && in->sync.timeout_ms == 0
+        &&  fb->waiters [i].peer_size == peer_size && memcmp (fb->waiters [i].peer, peer, peer_size) == 0) {
+            fb_waiter_done (fb, codec, i, DRV_CODE_TIMEOUT, 0, 0);
+            break;
+        }
+}
+
+//  Each loop turn: waiters past their deadline, delayed replies now due.
+static void
+fb_sync_timers (fb_t *fb, drv_codec_t *codec)
+{
+    uint64_t now = drv_now_ms ();
+    for (size_t i = 0; i < fb->waiter_count; ) {
+        if (!fb->sync_no_deadline && now >= fb->waiters [i].due) {
+            if (fb->waiters [i].op == DRV_SYNC_BARRIER_WAIT) {
+                struct fb_prim *prim = fb_prim (fb, 4, fb->waiters [i].name);
+                if (prim->arrived)
+                    prim->arrived--;
+            }
+            fb_waiter_done (fb, codec, i, DRV_CODE_TIMEOUT, 0, 0);
+        }
+        else
+            i++;
+    }
+    uint32_t delay = fb->sync_delay_ms;
+    fb->sync_delay_ms = 0;
+    for (size_t i = 0; i < fb->late_count; ) {
+        struct fb_waiter late = fb->late [i];
+        if (now >= late.due) {
+            memmove (fb->late + i, fb->late + i + 1, (fb->late_count - i - 1) * sizeof late);
+            fb->late_count--;
+            fb_sync_reply (fb, codec, late.peer, late.peer_size, late.corr, late.code,
+                           late.fence, late.value);
+        }
+        else
+            i++;
+    }
+    fb->sync_delay_ms = delay;
+}
+
+//  A restart: every primitive and waiter is forgotten.
+static void
+fb_sync_forget (fb_t *fb)
+{
+    fb->prim_count = 0;
+    fb->waiter_count = 0;
+    fb->late_count = 0;
+}
+
+//  Marks lock name as held by someone else (a peer the tests do not run).
+__attribute__ ((unused)) static void
+fb_lock_held_elsewhere (fb_t *fb, const char *name)
+{
+    pthread_mutex_lock (&fb->lock);
+    struct fb_prim *prim = fb_prim (fb, 1, name);
+    memcpy (prim->holder, "ghost", 5);
+    prim->holder_size = 5;
+    prim->fence++;
+    pthread_mutex_unlock (&fb->lock);
+}
+
+//  True while someone holds lock name.
+__attribute__ ((unused)) static bool
+fb_lock_is_held (fb_t *fb, const char *name)
+{
+    pthread_mutex_lock (&fb->lock);
+    bool held = fb_prim (fb, 1, name)->holder_size != 0;
+    pthread_mutex_unlock (&fb->lock);
+    return held;
+}
+
 static void
 fb_handle (fb_t *fb, drv_codec_t *codec, drv_frames_t *frames)
 {
@@ -622,6 +933,9 @@ fb_handle (fb_t *fb, drv_codec_t *codec, drv_frames_t *frames)
         case DRV_CMD_STATE_REQUEST:
             fb_state (fb, codec, &in, frames);
             break;
+        case DRV_CMD_SYNC_REQUEST:
+            fb_sync (fb, codec, &in);
+            break;
         case DRV_CMD_PROGRESS:
             fb->progress_msgs++;
             for (size_t i = 0; i < in.count; i++) {
@@ -721,6 +1035,7 @@ fb_thread (void *arg)
         if (fb->forget) {
             fb->forget = false;
             fb_forget_all (fb);
+            fb_sync_forget (fb);
         }
         while (drv_frames_recv (fb->router, &frames, ZMQ_DONTWAIT, 100000) > 0) {
             if (fb->silent || frames.count < 2)
@@ -728,6 +1043,7 @@ fb_thread (void *arg)
             fb_handle (fb, codec, &frames);
         }
         if (!fb->silent) {
+            fb_sync_timers (fb, codec);
             fb_dispatch (fb, codec);
             if (fb->known && drv_now_ms () - fb->last_send >= fb->heartbeat_ms) {
                 drv_msg_t out;
@@ -813,6 +1129,9 @@ fb_stop (fb_t **fb_p)
     }
     free (fb->kv);
     free (fb->seqs);
+    free (fb->prims);
+    free (fb->waiters);
+    free (fb->late);
     if (!fb->shared_ctx)
         zmq_ctx_term (fb->ctx);
     drv_idmap_each (fb->store, fb_free_job, NULL);

@@ -1,7 +1,7 @@
 # SDK unit tests (included by tests/CMakeLists.txt). Each test is its own
 # executable; none needs a running broker (the fake brokers live in the tests).
 set(DROVER_SDK_TESTS test_sdk_basic test_sdk_client test_sdk_worker test_sdk_auth
-  test_sdk_state)
+  test_sdk_state test_sdk_sync)
 add_executable(test_codec ${CMAKE_CURRENT_LIST_DIR}/test_codec.c)
 target_link_libraries(test_codec PRIVATE drover_wire)
 add_test(NAME test_codec COMMAND test_codec)

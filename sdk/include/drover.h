@@ -52,7 +52,7 @@ typedef enum {
     DROVER_ELIMIT,        //  a broker limit was reached; retry later
     DROVER_EUNAVAILABLE,  //  the broker cannot accept work now
     DROVER_EKEY,          //  a certificate file is missing or unreadable
-    DROVER_ESTATE,        //  the job is in a state that does not allow this
+    DROVER_ESTATE,        //  the job's (or lock's, barrier's) state does not allow this
     DROVER_EINTERNAL,     //  unexpected internal error
     DROVER_ECONFLICT      //  compare-and-set: the value's version differs
 } drover_err_t;
@@ -358,7 +358,15 @@ int drover_replica_watch (drover_replica_t *replica, const char *ns, const char 
 //  the client that took it and is released by the broker when that client
 //  goes away (closed, or silent for three heartbeats): the client's
 //  heartbeats are its lease. Waiters are served in arrival order; waiting
-//  costs no polling. timeout_ms 0 means try once; < 0 means wait forever.
+//  costs no polling. timeout_ms 0 means try once; < 0 means wait forever
+//  (while the client lives). The broker answers at its deadline; the call
+//  waits about 2 s longer for that answer before it gives up itself, and
+//  a lock or permit granted after the call gave up is released at once.
+//  After a broker restart (a different broker answers the re-hello) waits
+//  in progress are sent again for the time they have left, but locks and
+//  permits held before it are gone: the new broker may grant them to
+//  someone else (use the fencing token to tell). Release, set and clear
+//  wait up to the connect timeout for the broker's answer.
 //  Returns 0, DROVER_ETIMEDOUT (not granted in time), DROVER_ESTATE (see
 //  each call), DROVER_EINVAL, DROVER_EDENIED or DROVER_ECLOSED.
 

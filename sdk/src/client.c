@@ -60,7 +60,7 @@ struct _drover_future_t {
 
 //  Blocking request (status, cancel, stats, queue control, dead letters) ----
 
-typedef enum { REQ_STATUS, REQ_CANCEL, REQ_STATS, REQ_QUEUE, REQ_DEAD, REQ_STATE } req_kind_t;
+typedef enum { REQ_STATUS, REQ_CANCEL, REQ_STATS, REQ_QUEUE, REQ_DEAD, REQ_STATE, REQ_SYNC } req_kind_t;
 
 typedef struct _request_t request_t;
 struct _request_t {
@@ -104,7 +104,25 @@ struct _request_t {
     uint64_t seq;                   //  answer: namespace sequence
     drover_state_entry_t *entries;  //  answer: entries (owned until taken)
     size_t entry_count;             //  how many
+
+    //  Sync primitives (name in queue). A LOCK or SEM_ACQUIRE whose caller
+    //  gave up stays pending until the broker answers, and if that answer
+    //  is a grant it turns into the matching release (cleanup), so nothing
+    //  stays held. Releases are sent even when their caller gave up.
+    drv_sync_op_t sync_op;          //  operation
+    uint32_t sync_count;            //  SEM_ACQUIRE: initial; BARRIER_WAIT: parties
+    bool forever;                   //  wait while the session lives
+    uint64_t sync_deadline;         //  ms (drv_now_ms) when the wait ends
+    bool cleanup;                   //  I/O thread's own release of a late grant
+    uint64_t fence;                 //  answer: LOCK fencing token
+    uint32_t sync_value;            //  answer: permits left / generation
 };
+
+//  Longest wait asked of the broker per request when waiting forever; the
+//  request is asked again when it runs out.
+#define DRV_SYNC_FOREVER_MS (24u * 3600u * 1000u)
+//  How much longer than the broker's deadline a caller waits for the answer.
+#define DRV_SYNC_GRACE_MS 2000
 
 //  Client ----------------------------------------------------------------
 
@@ -530,12 +548,47 @@ s_flush_fetches (drover_client_t *self)
     }
 }
 
+static bool
+s_sync_is_acquire (drv_sync_op_t op)
+{
+    return op == DRV_SYNC_LOCK || op == DRV_SYNC_SEM_ACQUIRE;
+}
+
+static bool
+s_sync_is_release (drv_sync_op_t op)
+{
+    return op == DRV_SYNC_UNLOCK || op == DRV_SYNC_SEM_RELEASE;
+}
+
+//  True if an unsent sync request is still worth sending: its caller
+//  waits, or it is a release (given back even when nobody waits). An
+//  acquire already on the wire is kept too (s_take_queue), since a grant
+//  may come that must be given back. Client lock held.
+static bool
+s_sync_keep_locked (request_t *req)
+{
+    if (!req->abandoned || req->cleanup || s_sync_is_release (req->sync_op))
+        return true;
+    return false;
+}
+
+static bool
+s_sync_keep (drover_client_t *self, request_t *req)
+{
+    pthread_mutex_lock (&self->lock);
+    bool keep = s_sync_keep_locked (req);
+    pthread_mutex_unlock (&self->lock);
+    return keep;
+}
+
 static void
 s_flush_requests (drover_client_t *self)
 {
     for (request_t *req = self->pending; req && !self->blocked; req = req->next) {
         if (req->sent)
             continue;
+        if (req->kind == REQ_SYNC && !s_sync_keep (self, req))
+            continue;           //  its caller gave up; s_take_queue drops it
         drv_msg_t msg;
         drv_codec_reset (self->tx);
         req->corr = ++self->corr;
@@ -581,6 +634,22 @@ s_flush_requests (drover_client_t *self)
             else
                 zmq_msg_close (&value);
             continue;
+        }
+        else
+        if (req->kind == REQ_SYNC) {
+            drv_msg_init (&msg, DRV_CMD_SYNC_REQUEST, req->corr);
+            msg.sync.op = req->sync_op;
+            msg.sync.name = req->queue;
+            msg.sync.count = req->sync_count;
+            if (req->forever)
+                msg.sync.timeout_ms = DRV_SYNC_FOREVER_MS;
+            else {
+                //  What is left of the caller's wait (a resend after a
+                //  restart asks only for the rest)
+                uint64_t now = drv_now_ms ();
+                msg.sync.timeout_ms = req->sync_deadline > now
+                                    ? (uint32_t) (req->sync_deadline - now): 0;
+            }
         }
         else {
             drv_msg_init (&msg, req->kind == REQ_STATUS? DRV_CMD_QUERY: DRV_CMD_CANCEL, req->corr);
@@ -886,6 +955,51 @@ s_on_state_reply (drover_client_t *self, drv_msg_t *msg)
     s_request_done (self, req, err);
 }
 
+//  SyncReply: a grant, a refusal or CODE_TIMEOUT at the broker's deadline.
+static void
+s_on_sync_reply (drover_client_t *self, drv_msg_t *msg)
+{
+    request_t *req = s_request_find (self, msg->corr);
+    if (!req || req->kind != REQ_SYNC)
+        return;             //  late answer to a request nobody keeps
+    drv_code_t code = msg->sync_reply.code;
+    if (code == DRV_CODE_TIMEOUT && req->forever && !req->cleanup) {
+        req->sent = false;  //  the broker's longest wait ran out: ask again
+        return;
+    }
+    if (code != DRV_CODE_OK && code != DRV_CODE_TIMEOUT && msg->sync_reply.message
+    &&  *msg->sync_reply.message)
+        drv_log (DRV_LOG_DEBUG, s_component, "sync request on %s refused: %s",
+                 req->queue, msg->sync_reply.message);
+    //  Decided and finished under one hold of the lock, so a caller that
+    //  times out meanwhile either sees the grant or leaves it to us
+    pthread_mutex_lock (&self->lock);
+    if (code == DRV_CODE_OK && req->abandoned && !req->cleanup && s_sync_is_acquire (req->sync_op)) {
+        //  Granted after the caller gave up: give it straight back
+        drv_log (DRV_LOG_DEBUG, s_component, "late grant on %s; releasing it", req->queue);
+        req->cleanup = true;
+        req->sync_op = req->sync_op == DRV_SYNC_LOCK? DRV_SYNC_UNLOCK: DRV_SYNC_SEM_RELEASE;
+        req->forever = false;
+        req->sync_deadline = 0;     //  a release does not wait
+        req->sent = false;
+        pthread_mutex_unlock (&self->lock);
+        return;
+    }
+    request_t **link = &self->pending;
+    while (*link && *link != req)
+        link = &(*link)->next;
+    if (*link)
+        *link = req->next;
+    req->next = NULL;
+    req->fence = msg->sync_reply.fence;
+    req->sync_value = msg->sync_reply.value;
+    req->err = code == DRV_CODE_OK? 0: drv_code_to_err (code);
+    req->done = true;
+    pthread_cond_broadcast (&self->cond);
+    s_request_unref (self, req);
+    pthread_mutex_unlock (&self->lock);
+}
+
 //  Incoming ---------------------------------------------------------------
 
 static void
@@ -1106,6 +1220,7 @@ s_handle (drover_client_t *self)
         case DRV_CMD_QUERY_REPLY: s_on_query_reply (self, &msg); break;
         case DRV_CMD_STATS_REPLY: s_on_stats_reply (self, &msg); break;
         case DRV_CMD_STATE_REPLY: s_on_state_reply (self, &msg); break;
+        case DRV_CMD_SYNC_REPLY:  s_on_sync_reply (self, &msg); break;
         case DRV_CMD_BYE:         self->bye_received = true; break;
         case DRV_CMD_HEARTBEAT:   break;
         default:
@@ -1127,7 +1242,9 @@ s_take_queue (drover_client_t *self)
     //  Forget requests whose callers stopped waiting
     for (request_t **link = &self->pending; *link; ) {
         request_t *req = *link;
-        if (req->abandoned) {
+        bool keep = req->kind == REQ_SYNC
+                 && (s_sync_keep_locked (req) || (req->sent && s_sync_is_acquire (req->sync_op)));
+        if (req->abandoned && !keep) {
             *link = req->next;
             s_request_unref (self, req);
         }
@@ -2081,6 +2198,100 @@ drover_state_entries_free (drover_state_entry_t *entries, size_t count)
         free (entries [i].value);
     }
     free (entries);
+}
+
+//  Sync primitives -------------------------------------------------------
+
+//  Runs one sync request. timeout_ms: the broker's longest wait (0 = try
+//  once, < 0 = forever); the caller waits a grace longer for the answer.
+//  Releases and sets are not waits: they wait for the answer up to the
+//  connect timeout.
+static int
+s_sync_run (drover_client_t *client, drv_sync_op_t op, const char *name, uint32_t count,
+            int timeout_ms, uint64_t *fence_p)
+{
+    if (!client || !name || !drv_queue_name_valid (name))
+        return DROVER_EINVAL;
+    request_t *req = calloc (1, sizeof *req);
+    if (!req)
+        return DROVER_ENOMEM;
+    req->kind = REQ_SYNC;
+    req->sync_op = op;
+    req->sync_count = count;
+    snprintf (req->queue, sizeof req->queue, "%s", name);
+    bool waits = op == DRV_SYNC_LOCK || op == DRV_SYNC_SEM_ACQUIRE
+              || op == DRV_SYNC_EVENT_WAIT || op == DRV_SYNC_BARRIER_WAIT;
+    int wait_ms;
+    if (!waits) {
+        req->sync_deadline = drv_now_ms ();
+        wait_ms = client->config.timeout_ms;
+    }
+    else
+    if (timeout_ms < 0) {
+        req->forever = true;
+        wait_ms = -1;
+    }
+    else {
+        req->sync_deadline = drv_now_ms () + (uint64_t) timeout_ms;
+        wait_ms = timeout_ms > INT32_MAX - DRV_SYNC_GRACE_MS? INT32_MAX: timeout_ms + DRV_SYNC_GRACE_MS;
+    }
+    int rc = s_request_run (client, req, wait_ms);
+    if (rc == 0 && fence_p)
+        *fence_p = req->fence;
+    s_request_release (client, req);
+    return rc;
+}
+
+int
+drover_lock (drover_client_t *client, const char *name, int timeout_ms, uint64_t *fence_p)
+{
+    return s_sync_run (client, DRV_SYNC_LOCK, name, 0, timeout_ms, fence_p);
+}
+
+int
+drover_unlock (drover_client_t *client, const char *name)
+{
+    return s_sync_run (client, DRV_SYNC_UNLOCK, name, 0, 0, NULL);
+}
+
+int
+drover_sem_acquire (drover_client_t *client, const char *name, unsigned initial, int timeout_ms)
+{
+    if (initial > UINT32_MAX)
+        return DROVER_EINVAL;
+    return s_sync_run (client, DRV_SYNC_SEM_ACQUIRE, name, (uint32_t) initial, timeout_ms, NULL);
+}
+
+int
+drover_sem_release (drover_client_t *client, const char *name)
+{
+    return s_sync_run (client, DRV_SYNC_SEM_RELEASE, name, 0, 0, NULL);
+}
+
+int
+drover_event_set (drover_client_t *client, const char *name)
+{
+    return s_sync_run (client, DRV_SYNC_EVENT_SET, name, 0, 0, NULL);
+}
+
+int
+drover_event_clear (drover_client_t *client, const char *name)
+{
+    return s_sync_run (client, DRV_SYNC_EVENT_CLEAR, name, 0, 0, NULL);
+}
+
+int
+drover_event_wait (drover_client_t *client, const char *name, int timeout_ms)
+{
+    return s_sync_run (client, DRV_SYNC_EVENT_WAIT, name, 0, timeout_ms, NULL);
+}
+
+int
+drover_barrier_wait (drover_client_t *client, const char *name, unsigned parties, int timeout_ms)
+{
+    if (parties == 0 || parties > UINT32_MAX)
+        return DROVER_EINVAL;
+    return s_sync_run (client, DRV_SYNC_BARRIER_WAIT, name, (uint32_t) parties, timeout_ms, NULL);
 }
 
 //  Internal, for the replica -------------------------------------------

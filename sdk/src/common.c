@@ -46,7 +46,7 @@ drover_strerror (int err)
         case DROVER_ELIMIT:       return "broker limit reached; retry later";
         case DROVER_EUNAVAILABLE: return "broker unavailable";
         case DROVER_EKEY:         return "certificate missing or unreadable";
-        case DROVER_ESTATE:       return "job state does not allow this";
+        case DROVER_ESTATE:       return "the state (of a job, lock or barrier) does not allow this";
         case DROVER_EINTERNAL:    return "internal error";
         case DROVER_ECONFLICT:    return "version conflict: the value changed";
         default:                  return "unknown error";
@@ -457,6 +457,7 @@ drv_code_to_err (drv_code_t code)
         case DRV_CODE_BAD_STATE:       return DROVER_ESTATE;
         case DRV_CODE_NOT_FOUND:       return DROVER_ENOTFOUND;
         case DRV_CODE_CONFLICT:        return DROVER_ECONFLICT;
+        case DRV_CODE_TIMEOUT:         return DROVER_ETIMEDOUT;
         default:                       return DROVER_EPROTO;
     }
 }
