@@ -8,7 +8,7 @@ set(DROVER_IT_ENV
   "EXAMPLE_PRODUCER=$<TARGET_FILE:example_producer>"
   "EXAMPLE_WORKER=$<TARGET_FILE:example_worker>"
   "EXAMPLES_DIR=$<TARGET_FILE_DIR:example_producer>")
-foreach(name jobpath security faults restart examples partition durability crash admin state)
+foreach(name jobpath security faults restart examples partition durability crash admin state sync)
   add_test(NAME it_${name}
     COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/integration/${name}.sh)
   set_tests_properties(it_${name} PROPERTIES
