@@ -99,6 +99,7 @@ typedef struct {
     uint64_t started;               //  monotonic ms at start
     uint64_t next_liveness;         //  monotonic ms of next heartbeat pass
     uint64_t next_rates;            //  monotonic ms of next rate sample
+    uint64_t next_beacon;           //  monotonic ms of next state sequence beacon
     uint64_t last_rates;            //  monotonic ms of the last one
     uint64_t now;                   //  monotonic ms of this turn
     bool terminated;                //  $TERM received
@@ -1985,10 +1986,43 @@ s_rates (broker_t *self)
     }
 }
 
+//  Once per heartbeat interval every namespace that has changed publishes
+//  its current sequence number (a StateUpdate with no key). A replica that
+//  lost the last updates of a namespace that then went quiet learns it
+//  from this, instead of only at the next change.
+static void
+s_state_beacons (broker_t *self)
+{
+    if (self->now < self->next_beacon)
+        return;
+    self->next_beacon = self->now + self->cfg.heartbeat_ms;
+    for (state_ns_t *ns = state_ns_first (self->state); ns; ns = state_ns_next (self->state)) {
+        if (ns->seq == 0)
+            continue;
+        drv_msg_t beacon;
+        drv_msg_init (&beacon, DRV_CMD_STATE_UPDATE, 0);
+        beacon.update.ns = ns->name;
+        beacon.update.seq = ns->seq;
+        zmq_msg_t topic, envelope, empty;
+        if (drv_codec_encode (self->enc, &beacon, &envelope))
+            continue;
+        size_t name_size = strlen (ns->name);
+        zmq_msg_init_size (&topic, name_size + 1);
+        memcpy (zmq_msg_data (&topic), ns->name, name_size + 1);
+        zmq_msg_init (&empty);
+        if (drv_send (zsock_resolve (self->pub), &topic, &envelope, &empty, 1, false)) {
+            zmq_msg_close (&envelope);
+            zmq_msg_close (&empty);
+        }
+        zmq_msg_close (&topic);
+    }
+}
+
 static void
 s_liveness (broker_t *self)
 {
     s_rates (self);
+    s_state_beacons (self);
     if (self->now < self->next_liveness)
         return;
     self->next_liveness = self->now + self->cfg.heartbeat_ms / 4 + 1;

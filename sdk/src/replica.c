@@ -468,6 +468,18 @@ s_on_update (drover_replica_t *self)
             ns = each;
     if (!ns || !ns->ready || ns->stale || ns->dead)
         return;
+    if (msg.update.key_size == 0) {
+        //  A beacon: the namespace's current sequence, sent while quiet.
+        //  Ahead of us means we lost updates; behind us, the broker lost
+        //  its state (restart without a journal)
+        if (msg.update.seq != ns->seq && !(ns->fresh && msg.update.seq < ns->seq)) {
+            drv_log (DRV_LOG_INFO, s_component, "%s: broker is at %llu, we are at %llu; "
+                     "taking a fresh snapshot", ns->name, (unsigned long long) msg.update.seq,
+                     (unsigned long long) ns->seq);
+            ns->stale = true;
+        }
+        return;
+    }
     if (msg.update.seq <= ns->seq) {
         //  Right after a snapshot: already in it. Otherwise the broker
         //  counts again from the start: it restarted without its state
