@@ -323,7 +323,7 @@ fb_publish (fb_t *fb, drv_codec_t *codec, const char *ns, const char *key, uint6
     msg.update.seq = *seq;
     msg.update.key = (const uint8_t *) key;
     msg.update.key_size = strlen (key);
-    msg.update.version = version;
+    msg.update.version = deleted? 0: version;    //  as droverd: a deleted key has no version
     msg.update.deleted = deleted;
     zmq_msg_t envelope;
     assert (drv_codec_encode (codec, &msg, &envelope) == 0);

@@ -212,11 +212,11 @@ test_replica (fb_t *fb)
     assert (FB_GET (fb, snapshots) == 1);
     assert (strcmp (all.lines [0], "6 a2 1 A2") == 0);
     assert (strcmp (all.lines [1], "7 b2 1 B2") == 0);
-    assert (strcmp (all.lines [2], "8 a1 3 (deleted)") == 0);
+    assert (strcmp (all.lines [2], "8 a1 0 (deleted)") == 0);
     assert (strcmp (all.lines [3], "9 a3 1 3") == 0);
     assert (s_log_count (&only_a) == 3);
     assert (strcmp (only_a.lines [0], "6 a2 1 A2") == 0);
-    assert (strcmp (only_a.lines [1], "8 a1 3 (deleted)") == 0);
+    assert (strcmp (only_a.lines [1], "8 a1 0 (deleted)") == 0);
     assert (strcmp (only_a.lines [2], "9 a3 1 3") == 0);
     assert (s_replica_has (replica, "r", "a1", NULL));
     assert (s_replica_has (replica, "r", "a3", "3"));

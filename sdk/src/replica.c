@@ -390,7 +390,7 @@ s_snapshot (drover_replica_t *self, ns_t *ns)
         for (size_t b = 0; b < old.bucket_count; b++)
             for (entry_t *was = old.buckets [b]; was; was = was->next)
                 if (!s_store_find (&ns->store, was->key, was->key_size))
-                    s_notify (self, ns, was->key, was->key_size, NULL, 0, was->version + 1);
+                    s_notify (self, ns, was->key, was->key_size, NULL, 0, 0);
     }
     s_store_clear (&old);
     drover_state_entries_free (entries, count);
