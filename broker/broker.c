@@ -2022,7 +2022,6 @@ static void
 s_liveness (broker_t *self)
 {
     s_rates (self);
-    s_state_beacons (self);
     if (self->now < self->next_liveness)
         return;
     self->next_liveness = self->now + self->cfg.heartbeat_ms / 4 + 1;
@@ -2400,6 +2399,9 @@ broker_actor (zsock_t *pipe, void *args)
         sync_expire (self->sync, self->now);
         s_liveness (self);
         s_commit (self);
+        //  After the commit has published this turn's updates, so that a
+        //  beacon never announces a sequence ahead of what was sent
+        s_state_beacons (self);
         s_dispatch_dirty (self);
         s_flush (self);
         drv_codec_reset (self->enc);
