@@ -7,7 +7,9 @@
 # also pushing a million jobs through a durable broker for the journal-size
 # figure, and once with --insecure (no journal phase), and appends a dated
 # section to bench/RESULTS.md: the exact commands, the machine, the
-# filesystem the journal was on, and tables of every figure. Also prints
+# filesystem the journal was on, and tables of every figure (including the
+# shared-state and lock phase: SET throughput with one replica, propagation
+# latency, lock + unlock pairs per second). Also prints
 # that section. Exit 0 when every run succeeded, 1 otherwise (the section is
 # written either way).
 #
@@ -139,6 +141,14 @@ mib () {                     # mib VALUE: bytes as MiB with one decimal
     esac
 }
 
+state_row () {               # state_row LABEL FILE
+    local f=$2
+    failed_row "$1" "$f" 5 && return
+    echo "| $1 | $(fmt %.0f "$(field "$f" state_set_per_s)") | $(fmt %.1f "$(field "$f" state_replica_catchup_ms)") \
+| $(fmt %.3f "$(field "$f" state_propagation_p50_ms)") | $(fmt %.3f "$(field "$f" state_propagation_p99_ms)") \
+| $(fmt %.0f "$(field "$f" state_propagation_missed)") | $(fmt %.0f "$(field "$f" lock_pairs_per_s)") |"
+}
+
 journal_row () {             # journal_row LABEL FILE
     local f=$2
     failed_row "$1" "$f" 4 && return
@@ -230,6 +240,29 @@ section=$TMP/section.md
     done
     echo "| **CURVE, median** | **$(fmt %.0f "$(collect journal_run_jobs_per_s)")** | **$(mib "$(collect journal_peak_bytes)")** \
 | **$(mib "$(collect journal_end_bytes)")** | **$(mib "$(collect journal_idle_bytes)")** | **$(fmt %.0f "$(collect journal_compactions)")** |"
+    echo
+    echo "Shared state and locks: a fresh broker (durable), no workers; one replica"
+    echo "(drover_replica_track + watch) on namespace \"bench\" in the bench process;"
+    echo "$(field "$TMP/curve1.json" state_sets) SETs of 64 bytes over 1000 keys from $(field "$TMP/curve1.json" state_writers) writer threads sharing one"
+    echo "client, the replica then checked to hold every last value; $(field "$TMP/curve1.json" state_propagation_sets)"
+    echo "sequential SETs for propagation (send time in the value, replica callback"
+    echo "takes now - sent, same clock); lock + unlock on one name, one client, for"
+    echo "up to $(field "$TMP/curve1.json" lock_pairs) pairs or 2 s:"
+    echo
+    echo "| run | state SETs/s | replica equal after last reply ms | propagation p50 ms | propagation p99 ms | propagation updates not seen | lock pairs/s |"
+    echo "|---|---:|---:|---:|---:|---:|---:|"
+    for i in $(seq 1 "$RUNS"); do
+        state_row "CURVE, run $i" "$TMP/curve$i.json"
+    done
+    echo "| **CURVE, median** | **$(fmt %.0f "$(collect state_set_per_s)")** | **$(fmt %.1f "$(collect state_replica_catchup_ms)")** \
+| **$(fmt %.3f "$(collect state_propagation_p50_ms)")** | **$(fmt %.3f "$(collect state_propagation_p99_ms)")** \
+| **$(fmt %.0f "$(collect state_propagation_missed)")** | **$(fmt %.0f "$(collect lock_pairs_per_s)")** |"
+    state_row "plaintext (--insecure)" "$TMP/plain.json"
+    lock_note=$(sed -n 's/.*"lock_note":"\([^"]*\)".*/\1/p' "$TMP/curve1.json")
+    if [ -n "$lock_note" ]; then
+        echo
+        echo "Lock figure: $lock_note."
+    fi
     echo
     echo "Context:"
     echo

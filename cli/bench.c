@@ -23,7 +23,14 @@
        of DATA_DIR/journal (sum of its files) sampled every 200 ms, its peak,
        its size when the last result is back, and after the broker has been
        idle long enough for every result to expire;
-    5. the raw floor: bench/raw_floor with the same transport settings
+    5. shared state and locks, on a fresh broker (durable unless
+       --durability none) with no workers: state SET throughput of K
+       writer threads sharing one client while a replica tracks the
+       namespace (checked to end with every last value), propagation
+       latency from SET to the replica's watch callback (one SET at a
+       time, same process and clock), and uncontended lock + unlock pairs
+       per second;
+    6. the raw floor: bench/raw_floor with the same transport settings
        (CURVE or not, W workers, window 100, batch 1, same size, N jobs),
        plus batch 10 and the other security setting for context.
 
@@ -41,6 +48,7 @@
 #include <limits.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -81,6 +89,16 @@ extern char **environ;
 #define JOURNAL_SAMPLE_MS    200
 #define JOURNAL_RESULT_TTL   "1"
 #define JOURNAL_SETTLE_MS    3000
+//  Shared state and locks: the namespace, its keys, the value size, and
+//  the time the lock loop runs at most.
+#define STATE_NS             "bench"
+#define STATE_KEYS           1000
+#define STATE_VALUE_SIZE     64
+#define DEFAULT_STATE_SETS   20000
+#define DEFAULT_STATE_WRITERS 8
+#define DEFAULT_STATE_LATENCY 2000
+#define DEFAULT_LOCK_PAIRS   5000
+#define LOCK_SECONDS         2
 
 //  bench-worker -----------------------------------------------------------------
 
@@ -413,6 +431,19 @@ typedef struct {
     long journal_samples, journal_compactions;
     double raw_jobs_per_s, raw_batch10_jobs_per_s, raw_other_jobs_per_s;
     char raw_note [256];
+    //  Shared state and locks (phase 5); < 0 when not measured
+    bool skip_state;
+    long state_sets, state_writers, state_latency_sets, lock_pairs;
+    bool state_durable;         //  the state phase's broker was durable
+    double state_seconds, state_set_per_s;
+    double state_catchup_ms;    //  last reply -> replica holds every value
+    long state_checked;         //  keys compared in the replica
+    long state_updates_seen;    //  "k/" callbacks during the timed SETs
+    double prop_p50_ms, prop_p99_ms, prop_mean_ms, prop_max_ms;
+    long prop_missed;           //  latency updates the callback never saw
+    double lock_seconds, lock_pairs_per_s;
+    long lock_pairs_done;
+    char lock_note [160];
     int failures;
 } bench_t;
 
@@ -985,6 +1016,419 @@ done:
     return rc;
 }
 
+//  Phase 5: shared state and locks ----------------------------------------------------
+
+//  One replica tracks STATE_NS; K writer threads share one client (the SDK
+//  pipelines their concurrent requests) and SET keys "k/0".."k/999", each
+//  key written by one thread only so that its last value is known; then one
+//  writer SETs "lat/seq" with its send time, and the replica's callback in
+//  this process (same CLOCK_MONOTONIC) takes now - sent; then one client
+//  takes and releases a lock in a loop.
+
+typedef struct {
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    bool go;                    //  the writers may start
+    drover_client_t *client;
+    long writers;               //  K
+    long sets;                  //  N, shared out among the writers
+    char (*expect) [STATE_VALUE_SIZE];  //  last value written, per key
+    atomic_long failed;         //  SETs that did not succeed
+    char first_error [256];
+    int64_t end_ns;             //  latest last reply of any writer
+} state_run_t;
+
+typedef struct {
+    state_run_t *run;
+    long index;                 //  0..K-1
+    pthread_t thread;
+} state_writer_t;
+
+//  A 64-byte value: who wrote it and when, padded with letters.
+static void
+s_state_value (char value [STATE_VALUE_SIZE], long writer, long sequence)
+{
+    int used = snprintf (value, STATE_VALUE_SIZE, "w%ld s%ld ", writer, sequence);
+    for (int index = used; index < STATE_VALUE_SIZE; index++)
+        value [index] = (char) ('a' + index % 26);
+}
+
+static void *
+s_state_writer (void *arg)
+{
+    state_writer_t *writer = (state_writer_t *) arg;
+    state_run_t *run = writer->run;
+    pthread_mutex_lock (&run->lock);
+    while (!run->go)
+        pthread_cond_wait (&run->cond, &run->lock);
+    pthread_mutex_unlock (&run->lock);
+    //  This writer owns the keys index, index + K, ...; it does its share
+    //  of the N SETs round-robin over them.
+    long owned = (STATE_KEYS - writer->index + run->writers - 1) / run->writers;
+    long share = run->sets / run->writers + (writer->index < run->sets % run->writers);
+    char key [32], value [STATE_VALUE_SIZE];
+    for (long sequence = 0; sequence < share && !cli_interrupted (); sequence++) {
+        long key_index = writer->index + (sequence % owned) * run->writers;
+        snprintf (key, sizeof key, "k/%ld", key_index);
+        s_state_value (value, writer->index, sequence);
+        int err = drover_state_set (run->client, STATE_NS, key, value, sizeof value, NULL,
+                                    STALL_MS);
+        if (err) {
+            if (atomic_fetch_add (&run->failed, 1) == 0)
+                snprintf (run->first_error, sizeof run->first_error, "SET %s: %s", key,
+                          drover_strerror (err));
+            if (err == DROVER_ECLOSED || err == DROVER_ETIMEDOUT)
+                break;
+        }
+        else
+            memcpy (run->expect [key_index], value, sizeof value);
+    }
+    int64_t end = s_now_ns ();
+    pthread_mutex_lock (&run->lock);
+    if (end > run->end_ns)
+        run->end_ns = end;
+    pthread_mutex_unlock (&run->lock);
+    return NULL;
+}
+
+//  Propagation samples, filled in by the replica's callback.
+typedef struct {
+    pthread_mutex_t lock;
+    long warmup, count;         //  sequences 0..warmup-1 are not timed
+    double *samples;            //  ms, < 0 until seen
+    long seen;                  //  timed samples in
+    atomic_long updates;        //  "k/" updates seen by the replica
+} state_watch_t;
+
+static void
+s_state_on_bulk (const char *ns, const char *key, const void *value, size_t size,
+                 uint64_t version, void *arg)
+{
+    (void) ns; (void) key; (void) value; (void) size; (void) version;
+    state_watch_t *watch = (state_watch_t *) arg;
+    atomic_fetch_add (&watch->updates, 1);
+}
+
+//  value: "SEQUENCE SENT_NS"
+static void
+s_state_on_latency (const char *ns, const char *key, const void *value, size_t size,
+                    uint64_t version, void *arg)
+{
+    (void) ns; (void) key; (void) version;
+    int64_t now = s_now_ns ();
+    state_watch_t *watch = (state_watch_t *) arg;
+    char text [64];
+    if (!value || size == 0 || size >= sizeof text)
+        return;
+    memcpy (text, value, size);
+    text [size] = 0;
+    long sequence;
+    long long sent;
+    if (sscanf (text, "%ld %lld", &sequence, &sent) != 2)
+        return;
+    long index = sequence - watch->warmup;
+    pthread_mutex_lock (&watch->lock);
+    if (index >= 0 && index < watch->count && watch->samples [index] < 0) {
+        watch->samples [index] = (double) (now - sent) / 1e6;
+        watch->seen++;
+    }
+    pthread_mutex_unlock (&watch->lock);
+}
+
+//  Waits until the replica holds every expected "k/" value; returns 0 with
+//  *checked set, or -1 (printed) when it has not within STALL_MS.
+static int
+s_state_converged (drover_replica_t *replica, char (*expect) [STATE_VALUE_SIZE],
+                   long *checked)
+{
+    int64_t deadline = cli_now_ms () + STALL_MS;
+    char key [32];
+    while (true) {
+        long matched = 0, wanted = 0, first_bad = -1;
+        for (long index = 0; index < STATE_KEYS; index++) {
+            if (!expect [index][0])
+                continue;           //  never written
+            wanted++;
+            snprintf (key, sizeof key, "k/%ld", index);
+            void *value = NULL;
+            size_t size = 0;
+            if (drover_replica_get (replica, STATE_NS, key, &value, &size, NULL) == 0
+            &&  size == STATE_VALUE_SIZE && memcmp (value, expect [index], size) == 0)
+                matched++;
+            else
+            if (first_bad < 0)
+                first_bad = index;
+            free (value);
+        }
+        if (matched == wanted) {
+            *checked = wanted;
+            return 0;
+        }
+        if (cli_interrupted ()) {
+            cli_error ("bench: interrupted");
+            return -1;
+        }
+        if (cli_now_ms () > deadline) {
+            cli_error ("bench: the replica still differs from what was written %d s after the "
+                       "last SET: %ld of %ld keys differ (first: k/%ld)",
+                       STALL_MS / 1000, wanted - matched, wanted, first_bad);
+            return -1;
+        }
+        usleep (2 * 1000);
+    }
+}
+
+static int
+s_state_throughput (bench_t *self, drover_client_t *client, drover_replica_t *replica,
+                    state_watch_t *watch)
+{
+    int rc = -1;
+    state_run_t run;
+    memset (&run, 0, sizeof run);
+    pthread_mutex_init (&run.lock, NULL);
+    pthread_cond_init (&run.cond, NULL);
+    atomic_init (&run.failed, 0);
+    run.client = client;
+    run.writers = self->state_writers;
+    run.expect = calloc (STATE_KEYS, sizeof *run.expect);
+    state_writer_t *writers = calloc ((size_t) run.writers, sizeof *writers);
+    long started = 0;
+    if (!run.expect || !writers) {
+        cli_error ("out of memory");
+        goto done;
+    }
+    //  Warm-up, untimed and from this thread: every key once, so that the
+    //  broker's and the replica's tables hold them all before the clock runs.
+    char key [32], value [STATE_VALUE_SIZE];
+    for (long index = 0; index < STATE_KEYS; index++) {
+        snprintf (key, sizeof key, "k/%ld", index);
+        s_state_value (value, -1, index);
+        int err = drover_state_set (client, STATE_NS, key, value, sizeof value, NULL, STALL_MS);
+        if (err) {
+            cli_error ("bench: state SET %s: %s", key, drover_strerror (err));
+            goto done;
+        }
+        memcpy (run.expect [index], value, sizeof value);
+    }
+    run.sets = self->state_sets;
+    for (; started < run.writers; started++) {
+        writers [started].run = &run;
+        writers [started].index = started;
+        if (pthread_create (&writers [started].thread, NULL, s_state_writer, &writers [started])) {
+            cli_error ("bench: cannot start a thread");
+            break;
+        }
+    }
+    long updates_before = atomic_load (&watch->updates);
+    pthread_mutex_lock (&run.lock);
+    int64_t start = s_now_ns ();
+    run.go = true;
+    pthread_cond_broadcast (&run.cond);
+    pthread_mutex_unlock (&run.lock);
+    for (long index = 0; index < started; index++)
+        pthread_join (writers [index].thread, NULL);
+    if (started < run.writers)
+        goto done;
+    if (atomic_load (&run.failed)) {
+        cli_error ("bench: %ld of %ld state SETs failed; first: %s", atomic_load (&run.failed),
+                   run.sets, run.first_error);
+        goto done;
+    }
+    if (cli_interrupted ()) {
+        cli_error ("bench: interrupted");
+        goto done;
+    }
+    self->state_seconds = (run.end_ns - start) / 1e9;
+    self->state_set_per_s = self->state_seconds > 0? run.sets / self->state_seconds: 0;
+    if (s_state_converged (replica, run.expect, &self->state_checked))
+        goto done;
+    self->state_catchup_ms = (s_now_ns () - run.end_ns) / 1e6;
+    if (self->state_catchup_ms < 0)
+        self->state_catchup_ms = 0;
+    self->state_updates_seen = atomic_load (&watch->updates) - updates_before;
+    rc = 0;
+
+done:
+    pthread_mutex_destroy (&run.lock);
+    pthread_cond_destroy (&run.cond);
+    free (run.expect);
+    free (writers);
+    return rc;
+}
+
+static int
+s_state_latency (bench_t *self, drover_client_t *client, state_watch_t *watch)
+{
+    long total = watch->warmup + watch->count;
+    char value [64];
+    for (long sequence = 0; sequence < total; sequence++) {
+        if (cli_interrupted ()) {
+            cli_error ("bench: interrupted");
+            return -1;
+        }
+        int size = snprintf (value, sizeof value, "%ld %lld", sequence, (long long) s_now_ns ());
+        int err = drover_state_set (client, STATE_NS, "lat/seq", value, (size_t) size, NULL,
+                                    STALL_MS);
+        if (err) {
+            cli_error ("bench: state SET lat/seq: %s", drover_strerror (err));
+            return -1;
+        }
+    }
+    //  The last update may still be on its way
+    int64_t deadline = cli_now_ms () + 5000;
+    while (cli_now_ms () < deadline && !cli_interrupted ()) {
+        pthread_mutex_lock (&watch->lock);
+        bool all = watch->seen == watch->count;
+        pthread_mutex_unlock (&watch->lock);
+        if (all)
+            break;
+        usleep (2 * 1000);
+    }
+    pthread_mutex_lock (&watch->lock);
+    long seen = watch->seen;
+    double *sorted = malloc ((size_t) (seen > 0? seen: 1) * sizeof *sorted);
+    long used = 0;
+    double sum = 0;
+    for (long index = 0; sorted && index < watch->count; index++)
+        if (watch->samples [index] >= 0) {
+            sorted [used++] = watch->samples [index];
+            sum += watch->samples [index];
+        }
+    pthread_mutex_unlock (&watch->lock);
+    if (!sorted) {
+        cli_error ("out of memory");
+        return -1;
+    }
+    self->prop_missed = watch->count - used;
+    if (used > 0) {
+        qsort (sorted, (size_t) used, sizeof *sorted, s_compare_double);
+        self->prop_p50_ms = s_percentile (sorted, (size_t) used, 50);
+        self->prop_p99_ms = s_percentile (sorted, (size_t) used, 99);
+        self->prop_max_ms = sorted [used - 1];
+        self->prop_mean_ms = sum / (double) used;
+    }
+    free (sorted);
+    //  Updates the callback never saw are counted, not timed: a replica
+    //  that takes a fresh snapshot (after a gap, or a beacon it took for
+    //  one) tells its watchers only the value it finds, so the updates it
+    //  skipped over are folded into that one.
+    if (used == 0) {
+        cli_error ("bench: the replica's callback saw none of %ld timed updates", watch->count);
+        return -1;
+    }
+    return 0;
+}
+
+//  Uncontended lock round trips: acquire and release one name, one client,
+//  for lock_pairs pairs or LOCK_SECONDS, whichever comes first.
+static int
+s_lock_pairs (bench_t *self, drover_client_t *client)
+{
+    //  Warm-up, untimed
+    for (int index = 0; index < 50; index++) {
+        int err = drover_lock (client, "bench-lock", 5000, NULL);
+        if (err == 0)
+            err = drover_unlock (client, "bench-lock");
+        if (err) {
+            cli_error ("bench: lock: %s", drover_strerror (err));
+            return -1;
+        }
+    }
+    int64_t start = s_now_ns ();
+    int64_t stop = start + (int64_t) LOCK_SECONDS * 1000000000;
+    long pairs = 0;
+    while (pairs < self->lock_pairs && !cli_interrupted ()) {
+        uint64_t fence = 0;
+        int err = drover_lock (client, "bench-lock", 5000, &fence);
+        if (err == 0)
+            err = drover_unlock (client, "bench-lock");
+        if (err) {
+            cli_error ("bench: lock pair %ld: %s", pairs + 1, drover_strerror (err));
+            return -1;
+        }
+        pairs++;
+        if ((pairs & 15) == 0 && s_now_ns () >= stop)
+            break;
+    }
+    if (cli_interrupted ()) {
+        cli_error ("bench: interrupted");
+        return -1;
+    }
+    self->lock_seconds = (s_now_ns () - start) / 1e9;
+    self->lock_pairs_done = pairs;
+    self->lock_pairs_per_s = self->lock_seconds > 0? pairs / self->lock_seconds: 0;
+    return 0;
+}
+
+//  A fresh broker (durable unless --durability none), no workers.
+static int
+s_phase_state (bench_t *self)
+{
+    int rc = -1;
+    broker_proc_t broker;
+    memset (&broker, 0, sizeof broker);
+    drover_client_t *reader = NULL, *writer = NULL;
+    drover_replica_t *replica = NULL;
+    state_watch_t *watch = calloc (1, sizeof *watch);
+    if (!watch) {
+        cli_error ("out of memory");
+        return -1;
+    }
+    pthread_mutex_init (&watch->lock, NULL);
+    atomic_init (&watch->updates, 0);
+    watch->count = self->state_latency_sets;
+    watch->warmup = watch->count / 10 < 20? 20: watch->count / 10 > 200? 200: watch->count / 10;
+    watch->samples = malloc ((size_t) (watch->count > 0? watch->count: 1) * sizeof (double));
+    if (!watch->samples) {
+        cli_error ("out of memory");
+        goto done;
+    }
+    for (long index = 0; index < watch->count; index++)
+        watch->samples [index] = -1;
+
+    if (s_broker_start (&broker, self->droverd, &self->ring, self->tmp_dir, "broker-state",
+                        self->insecure, self->state_durable, NULL))
+        goto done;
+    //  The replica has a client of its own (for its snapshots), apart from
+    //  the writers' one.
+    if (s_client_connect (self, &broker, &reader) || s_client_connect (self, &broker, &writer))
+        goto done;
+    replica = drover_replica_new (reader);
+    if (!replica) {
+        cli_error ("bench: cannot create a replica (see above)");
+        goto done;
+    }
+    int err = drover_replica_track (replica, STATE_NS, START_TIMEOUT_MS);
+    if (err == 0)
+        err = drover_replica_watch (replica, STATE_NS, "k/", s_state_on_bulk, watch);
+    if (err == 0)
+        err = drover_replica_watch (replica, STATE_NS, "lat/", s_state_on_latency, watch);
+    if (err) {
+        cli_error ("bench: replica of '%s': %s", STATE_NS, drover_strerror (err));
+        goto done;
+    }
+    rc = 0;
+    if (self->state_sets > 0 && s_state_throughput (self, writer, replica, watch))
+        rc = -1;
+    if (!cli_interrupted () && watch->count > 0 && s_state_latency (self, writer, watch))
+        rc = -1;
+    if (!cli_interrupted () && self->lock_pairs > 0) {
+        if (s_lock_pairs (self, writer))
+            rc = -1;
+    }
+
+done:
+    //  The replica goes first: its callbacks use watch
+    drover_replica_destroy (&replica);
+    drover_client_destroy (&writer);
+    drover_client_destroy (&reader);
+    s_broker_stop (&broker);
+    pthread_mutex_destroy (&watch->lock);
+    free (watch->samples);
+    free (watch);
+    return rc;
+}
+
 //  The raw floor -----------------------------------------------------------------
 
 //  Runs raw_floor --json with the given transport settings; *rate gets its
@@ -1057,6 +1501,20 @@ s_json_number (const char *name, double value, int decimals, bool last)
         printf ("\"%s\":%.*f%s", name, decimals, value, last? "": ",");
 }
 
+//  "name":"text", with quotes and backslashes escaped, control characters dropped
+static void
+s_json_string (const char *name, const char *text)
+{
+    printf ("\"%s\":\"", name);
+    for (const char *p = text; *p; p++)
+        if (*p == '"' || *p == '\\')
+            printf ("\\%c", *p);
+        else
+        if ((unsigned char) *p >= 0x20)
+            putchar (*p);
+    printf ("\",");
+}
+
 //  The figures of one mode, each name prefixed ("durable_", "inmem_").
 static void
 s_report_json_mode (const char *prefix, bench_mode_t *mode)
@@ -1127,20 +1585,34 @@ s_report_json (bench_t *self)
     s_json_number ("journal_idle_bytes", self->journal_idle_bytes, 0, false);
     s_json_number ("journal_samples", (double) self->journal_samples, 0, false);
     s_json_number ("journal_compactions", (double) self->journal_compactions, 0, false);
+    printf ("\"state_sets\":%ld,\"state_writers\":%ld,\"state_keys\":%d,"
+            "\"state_value_size\":%d,\"state_durable\":%s,\"state_propagation_sets\":%ld,",
+            self->skip_state? 0: self->state_sets, self->state_writers, STATE_KEYS,
+            STATE_VALUE_SIZE, self->state_durable? "true": "false",
+            self->skip_state? 0: self->state_latency_sets);
+    s_json_number ("state_seconds", self->state_seconds, 6, false);
+    s_json_number ("state_set_per_s", self->state_set_per_s, 1, false);
+    s_json_number ("state_replica_catchup_ms", self->state_catchup_ms, 3, false);
+    s_json_number ("state_replica_keys_checked", (double) self->state_checked, 0, false);
+    s_json_number ("state_replica_updates_seen", (double) self->state_updates_seen, 0, false);
+    s_json_number ("state_propagation_p50_ms", self->prop_p50_ms, 4, false);
+    s_json_number ("state_propagation_p99_ms", self->prop_p99_ms, 4, false);
+    s_json_number ("state_propagation_mean_ms", self->prop_mean_ms, 4, false);
+    s_json_number ("state_propagation_max_ms", self->prop_max_ms, 4, false);
+    s_json_number ("state_propagation_missed", (double) self->prop_missed, 0, false);
+    printf ("\"lock_pairs\":%ld,", self->skip_state? 0: self->lock_pairs);
+    s_json_number ("lock_pairs_done", (double) self->lock_pairs_done, 0, false);
+    s_json_number ("lock_seconds", self->lock_seconds, 6, false);
+    s_json_number ("lock_pairs_per_s", self->lock_pairs_per_s, 1, false);
+    s_json_string ("lock_note", self->lock_note);
     printf ("\"raw_window\":%d,", RAW_WINDOW);
     s_json_number ("raw_floor_jobs_per_s", self->raw_jobs_per_s, 1, false);
     s_json_number ("ratio_to_floor", ratio, 4, false);
     s_json_number ("raw_floor_batch10_jobs_per_s", self->raw_batch10_jobs_per_s, 1, false);
     s_json_number (self->insecure? "raw_floor_curve_jobs_per_s": "raw_floor_plain_jobs_per_s",
                    self->raw_other_jobs_per_s, 1, false);
-    printf ("\"raw_note\":\"");
-    for (const char *p = self->raw_note; *p; p++)
-        if (*p == '"' || *p == '\\')
-            printf ("\\%c", *p);
-        else
-        if ((unsigned char) *p >= 0x20)
-            putchar (*p);
-    printf ("\",\"ok\":%s}\n", self->failures? "false": "true");
+    s_json_string ("raw_note", self->raw_note);
+    printf ("\"ok\":%s}\n", self->failures? "false": "true");
 }
 
 static void
@@ -1222,6 +1694,38 @@ s_report_text (bench_t *self)
         else
             printf ("  %-44s %10s\n", "journal size", "failed");
     }
+    if (!self->skip_state) {
+        const char *broker = self->state_durable? "durable": "in memory";
+        if (self->state_sets > 0) {
+            if (self->state_set_per_s >= 0)
+                printf ("  %-44s %10.0f SETs/s   (%ld SETs of %d bytes over %d keys in %.3f s, "
+                        "%ld writer threads, %s; replica equal %.1f ms after the last reply)\n",
+                        "state SET throughput, 1 replica", self->state_set_per_s,
+                        self->state_sets, STATE_VALUE_SIZE, STATE_KEYS, self->state_seconds,
+                        self->state_writers, broker, self->state_catchup_ms);
+            else
+                printf ("  %-44s %10s\n", "state SET throughput, 1 replica", "failed");
+        }
+        if (self->state_latency_sets > 0) {
+            if (self->prop_p50_ms >= 0)
+                printf ("  %-44s p50 %.3f ms, p99 %.3f ms   (%ld sequential SETs, %s; mean %.3f, "
+                        "max %.3f; %ld not seen by the callback)\n",
+                        "state propagation, SET to replica callback", self->prop_p50_ms,
+                        self->prop_p99_ms, self->state_latency_sets, broker, self->prop_mean_ms,
+                        self->prop_max_ms, self->prop_missed);
+            else
+                printf ("  %-44s %10s\n", "state propagation, SET to replica callback", "failed");
+        }
+        if (self->lock_pairs > 0) {
+            if (self->lock_pairs_per_s >= 0)
+                printf ("  %-44s %10.0f pairs/s  (%ld lock + unlock pairs in %.3f s, one client, "
+                        "uncontended)\n", "lock acquire/release", self->lock_pairs_per_s,
+                        self->lock_pairs_done, self->lock_seconds);
+            else
+                printf ("  %-44s %10s\n", "lock acquire/release",
+                        *self->lock_note? self->lock_note: "failed");
+        }
+    }
     if (primary->rss_after_throughput_kb >= 0)
         printf ("  %-44s %.1f MiB   (finished jobs are kept for their result TTL)\n",
                 "broker RSS after throughput", primary->rss_after_throughput_kb / 1024.0);
@@ -1239,7 +1743,12 @@ enum {
     OPT_JSON,
     OPT_INSECURE_RUN,
     OPT_DURABILITY,
-    OPT_JOURNAL_JOBS
+    OPT_JOURNAL_JOBS,
+    OPT_SKIP_STATE,
+    OPT_STATE_SETS,
+    OPT_STATE_WRITERS,
+    OPT_STATE_LATENCY,
+    OPT_LOCK_PAIRS
 };
 
 static const char *s_usage =
@@ -1260,7 +1769,13 @@ static const char *s_usage =
     "    floor with batch 10 and with the other security setting for context;\n"
     "  - journal size: J jobs through a durable broker with --result-ttl 1; the\n"
     "    size of DATA_DIR/journal sampled every 200 ms (peak), when the last\n"
-    "    result is back (end), and after 3 s idle.\n"
+    "    result is back (end), and after 3 s idle;\n"
+    "  - shared state (a fresh broker, durable unless --durability none): SET\n"
+    "    throughput of K writer threads sharing one client, N SETs of 64 bytes\n"
+    "    over 1000 keys, with one replica tracking the namespace (checked to\n"
+    "    hold every last value); propagation latency, SET to the replica's\n"
+    "    watch callback in this process, one SET at a time: p50 and p99;\n"
+    "    uncontended lock + unlock pairs per second, one client.\n"
     "The brokers' data directories are in the temporary directory ($TMPDIR,\n"
     "else /tmp), so that is the filesystem the journal's fsyncs measure.\n"
     "\n"
@@ -1280,6 +1795,13 @@ static const char *s_usage =
     "      --raw PATH        the raw_floor program (default: next to drover, then\n"
     "                        ../bench/raw_floor, then PATH; skipped if not found)\n"
     "      --skip-raw        do not run the raw floor\n"
+    "      --skip-state      do not run the shared-state and lock phase\n"
+    "      --state-sets N    timed state SETs (default 20000; 0 skips)\n"
+    "      --state-writers K writer threads for them (default 8)\n"
+    "      --state-latency-sets N  timed one-at-a-time SETs for propagation\n"
+    "                        latency (default 2000; 0 skips)\n"
+    "      --lock-pairs N    lock + unlock pairs at most, for 2 s at most\n"
+    "                        (default 5000; 0 skips)\n"
     "      --json            print one JSON object line with every figure (the\n"
     "                        unprefixed jobs_per_s and latency_* are in memory's,\n"
     "                        or durable's with --durability fsync)\n"
@@ -1303,6 +1825,11 @@ cli_bench (int argc, char **argv)
         { "raw",          required_argument, NULL, OPT_RAW },
         { "skip-raw",     no_argument,       NULL, OPT_SKIP_RAW },
         { "json",         no_argument,       NULL, OPT_JSON },
+        { "skip-state",   no_argument,       NULL, OPT_SKIP_STATE },
+        { "state-sets",   required_argument, NULL, OPT_STATE_SETS },
+        { "state-writers", required_argument, NULL, OPT_STATE_WRITERS },
+        { "state-latency-sets", required_argument, NULL, OPT_STATE_LATENCY },
+        { "lock-pairs",   required_argument, NULL, OPT_LOCK_PAIRS },
         { "help",         no_argument,       NULL, 'h' },
         { NULL, 0, NULL, 0 }
     };
@@ -1317,6 +1844,10 @@ cli_bench (int argc, char **argv)
     self.durability = "both";
     self.size = DEFAULT_SIZE;
     self.workers = DEFAULT_WORKERS;
+    self.state_sets = DEFAULT_STATE_SETS;
+    self.state_writers = DEFAULT_STATE_WRITERS;
+    self.state_latency_sets = DEFAULT_STATE_LATENCY;
+    self.lock_pairs = DEFAULT_LOCK_PAIRS;
     const char *cmd = self.cmd;
     int opt;
     while ((opt = cli_getopt (argc, argv, ":n:w:s:h", options)) != -1) {
@@ -1359,6 +1890,24 @@ cli_bench (int argc, char **argv)
             case OPT_RAW: self.raw_path = optarg; break;
             case OPT_SKIP_RAW: self.skip_raw = true; break;
             case OPT_JSON: self.json = true; break;
+            case OPT_SKIP_STATE: self.skip_state = true; break;
+            case OPT_STATE_SETS:
+                if (cli_parse_long (optarg, 0, 100000000, &self.state_sets))
+                    return cli_usage (cmd, "--state-sets must be 0..100000000, not '%s'", optarg);
+                break;
+            case OPT_STATE_WRITERS:
+                if (cli_parse_long (optarg, 1, 256, &self.state_writers))
+                    return cli_usage (cmd, "--state-writers must be 1..256, not '%s'", optarg);
+                break;
+            case OPT_STATE_LATENCY:
+                if (cli_parse_long (optarg, 0, 10000000, &self.state_latency_sets))
+                    return cli_usage (cmd, "--state-latency-sets must be 0..10000000, not '%s'",
+                                      optarg);
+                break;
+            case OPT_LOCK_PAIRS:
+                if (cli_parse_long (optarg, 0, 100000000, &self.lock_pairs))
+                    return cli_usage (cmd, "--lock-pairs must be 0..100000000, not '%s'", optarg);
+                break;
             case 'h':
                 fputs (s_usage, stdout);
                 return CLI_EXIT_OK;
@@ -1393,6 +1942,15 @@ cli_bench (int argc, char **argv)
     self.journal_peak_bytes = self.journal_end_bytes = self.journal_idle_bytes = -1;
     self.journal_samples = self.journal_compactions = -1;
     self.raw_jobs_per_s = self.raw_batch10_jobs_per_s = self.raw_other_jobs_per_s = -1;
+    self.state_durable = !streq (self.durability, "none");
+    self.state_seconds = self.state_set_per_s = self.state_catchup_ms = -1;
+    self.state_checked = self.state_updates_seen = -1;
+    self.prop_p50_ms = self.prop_p99_ms = self.prop_mean_ms = self.prop_max_ms = -1;
+    self.prop_missed = -1;
+    self.lock_seconds = self.lock_pairs_per_s = -1;
+    self.lock_pairs_done = -1;
+    if (self.skip_state)
+        snprintf (self.lock_note, sizeof self.lock_note, "skipped (--skip-state)");
     char *raw_found = NULL;
 
     self.payload = malloc ((size_t) self.size);
@@ -1438,14 +1996,25 @@ cli_bench (int argc, char **argv)
 
     if (!self.json) {
         printf ("drover bench: %ld jobs (window %ld), %ld latency jobs, durability %s, "
-                "%ld queued for memory, %ld through the journal; this takes a little while\n",
+                "%ld queued for memory, %ld through the journal",
                 self.jobs, self.window, self.latency_jobs, self.durability, self.memory_jobs,
                 self.journal_jobs);
+        if (self.skip_state)
+            printf (", no state phase");
+        else
+            printf (", %ld state SETs (%ld writers), %ld propagation SETs, %ld lock pairs",
+                    self.state_sets, self.state_writers, self.state_latency_sets,
+                    self.lock_pairs);
+        printf ("; this takes a little while\n");
         fflush (stdout);
     }
     for (int index = 0; index < 2; index++)
         if (modes [index]->run && !cli_interrupted () && s_phase_jobs (&self, modes [index]))
             self.failures++;
+    if (!cli_interrupted () && !self.skip_state
+    &&  (self.state_sets > 0 || self.state_latency_sets > 0 || self.lock_pairs > 0)
+    &&  s_phase_state (&self))
+        self.failures++;
     if (!cli_interrupted () && self.memory_jobs > 0 && s_phase_memory (&self))
         self.failures++;
     if (!cli_interrupted () && self.journal_jobs > 0 && s_phase_journal (&self))
