@@ -171,19 +171,7 @@ struct new_job {
 
 //  Grows an array member of broker_t by one; evaluates to 0 or -1.
 #define GROW(array, count, cap) \
-    ((count) < (cap)? 0: s_grow ((void **) &(array), &(cap), sizeof *(array)))
-
-static int
-s_grow (void **array, size_t *cap, size_t size)
-{
-    size_t want = *cap? *cap * 2: 64;
-    void *bigger = realloc (*array, want * size);
-    if (!bigger)
-        return -1;
-    *array = bigger;
-    *cap = want;
-    return 0;
-}
+    drv_grow ((void **) &(array), &(cap), (count) + 1, sizeof *(array))
 
 //  Rate-limited warning: bad input from the network must not flood the log.
 #define s_warn(self, ...) \
@@ -845,11 +833,11 @@ s_on_submit (broker_t *self, peer_t *client, drv_msg_t *msg)
         s_error (self, self->producers, msg->corr, DRV_CODE_LIMIT, "out of memory");
         return;
     }
-    while (self->ack_count + msg->count > self->ack_cap)
-        if (s_grow ((void **) &self->acks, &self->ack_cap, sizeof *self->acks)) {
-            s_error (self, self->producers, msg->corr, DRV_CODE_LIMIT, "out of memory");
-            return;
-        }
+    if (drv_grow ((void **) &self->acks, &self->ack_cap, self->ack_count + msg->count,
+                  sizeof *self->acks)) {
+        s_error (self, self->producers, msg->corr, DRV_CODE_LIMIT, "out of memory");
+        return;
+    }
     struct pending_reply *reply = &self->replies [self->reply_count++];
     memcpy (reply->session, client->session, DRV_ID_SIZE);
     reply->corr = msg->corr;

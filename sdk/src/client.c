@@ -453,19 +453,6 @@ s_send_hello (drover_client_t *self)
     self->welcomed = false;
 }
 
-static int
-s_grow_payloads (drover_client_t *self, size_t count)
-{
-    if (count <= self->payload_cap)
-        return 0;
-    zmq_msg_t *frames = realloc (self->payloads, count * sizeof (zmq_msg_t));
-    if (!frames)
-        return -1;
-    self->payloads = frames;
-    self->payload_cap = count;
-    return 0;
-}
-
 //  Sends unsent submits, max_batch per message. Returns when all are out
 //  or the socket would block.
 static void
@@ -475,7 +462,7 @@ s_flush_submits (drover_client_t *self)
         size_t n = 0;
         for (drover_future_t *f = self->unsent; f && n < self->max_batch; f = f->next)
             n++;
-        if (s_grow_payloads (self, n))
+        if (drv_grow ((void **) &self->payloads, &self->payload_cap, n, sizeof (zmq_msg_t)))
             return;
         drv_codec_reset (self->tx);
         drv_msg_t msg;

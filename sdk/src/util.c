@@ -273,6 +273,22 @@ drv_send (void *socket, zmq_msg_t *routing, zmq_msg_t *envelope,
     return 0;
 }
 
+int
+drv_grow (void **array_p, size_t *cap_p, size_t need, size_t size)
+{
+    if (need <= *cap_p)
+        return 0;
+    size_t cap = *cap_p? *cap_p: 16;
+    while (cap < need)
+        cap *= 2;
+    void *bigger = realloc (*array_p, cap * size);
+    if (!bigger)
+        return -1;
+    *array_p = bigger;
+    *cap_p = cap;
+    return 0;
+}
+
 char *
 drv_read_file (const char *path, size_t *size_p)
 {

@@ -60,6 +60,11 @@ int drv_frames_recv (void *socket, drv_frames_t *self, int flags, size_t max_fra
 int drv_send (void *socket, zmq_msg_t *routing, zmq_msg_t *envelope,
               zmq_msg_t *payloads, size_t count, bool share_payloads);
 
+//  Makes the array *array_p hold at least need elements of size bytes,
+//  doubling its capacity *cap_p as needed. Returns 0, or -1 when out of
+//  memory (the array is then unchanged).
+int drv_grow (void **array_p, size_t *cap_p, size_t need, size_t size);
+
 //  Reads a whole file into a new NUL-terminated buffer; NULL on error.
 char *drv_read_file (const char *path, size_t *size_p);
 

@@ -655,19 +655,6 @@ s_free_result (void *data, void *hint)
     free (data);
 }
 
-static int
-s_grow_payloads (drover_worker_t *self, size_t count)
-{
-    if (count <= self->payload_cap)
-        return 0;
-    zmq_msg_t *frames = realloc (self->payloads, count * sizeof (zmq_msg_t));
-    if (!frames)
-        return -1;
-    self->payloads = frames;
-    self->payload_cap = count;
-    return 0;
-}
-
 //  Sends the latest progress of every job that reported some since the
 //  last turn: one ProgressReport (max_batch entries each, if more).
 static void
@@ -751,7 +738,7 @@ s_flush_reports (drover_worker_t *self)
         size_t n = 0;
         for (drover_job_t *job = self->report_head; job && n < self->max_batch; job = job->qnext)
             n++;
-        if (s_grow_payloads (self, n))
+        if (drv_grow ((void **) &self->payloads, &self->payload_cap, n, sizeof (zmq_msg_t)))
             return;
         drv_codec_reset (self->tx);
         drv_msg_t msg;
