@@ -1188,17 +1188,8 @@ s_handle (drover_client_t *self)
 {
     drv_frames_t *frames = &self->frames;
     drv_msg_t msg;
-    if (drv_codec_decode (self->rx, zmq_msg_data (&frames->msg [0]),
-                          zmq_msg_size (&frames->msg [0]), &msg)) {
-        drv_log (DRV_LOG_WARN, s_component, "dropped malformed message: %s", drv_codec_error (self->rx));
+    if (drv_decode_message (self->rx, frames, &msg, s_component))
         return;
-    }
-    size_t want = drv_cmd_has_payloads (msg.cmd)? msg.count + 1: 1;
-    if (frames->count != want) {
-        drv_log (DRV_LOG_WARN, s_component, "dropped %s with %zu frames, expected %zu",
-                 drv_cmd_name (msg.cmd), frames->count, want);
-        return;
-    }
     switch (msg.cmd) {
         case DRV_CMD_WELCOME:     s_on_welcome (self, &msg); break;
         case DRV_CMD_ERROR:       s_on_error (self, &msg); break;

@@ -517,3 +517,21 @@ drv_send_msg (void *socket, drv_codec_t *codec, drv_msg_t *msg,
             return -1;
     return 0;
 }
+
+int
+drv_decode_message (drv_codec_t *codec, drv_frames_t *frames, drv_msg_t *msg,
+                    const char *component)
+{
+    if (drv_codec_decode (codec, zmq_msg_data (&frames->msg [0]),
+                          zmq_msg_size (&frames->msg [0]), msg)) {
+        drv_log (DRV_LOG_WARN, component, "dropped malformed message: %s", drv_codec_error (codec));
+        return -1;
+    }
+    size_t want = drv_cmd_has_payloads (msg->cmd)? msg->count + 1: 1;
+    if (frames->count != want) {
+        drv_log (DRV_LOG_WARN, component, "dropped %s with %zu frames, expected %zu",
+                 drv_cmd_name (msg->cmd), frames->count, want);
+        return -1;
+    }
+    return 0;
+}

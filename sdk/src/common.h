@@ -136,4 +136,10 @@ unsigned drv_client_epoch (drover_client_t *client);
 #define DRV_RESTART_HOOKS 16
 int drv_client_restart_hook (drover_client_t *client, drv_signal_t *signal, bool add);
 
+//  Decodes a received message (envelope first, then its payload frames)
+//  and checks the frame count. Returns 0, or -1 after logging why the
+//  message was dropped under component.
+int drv_decode_message (drv_codec_t *codec, drv_frames_t *frames, drv_msg_t *msg,
+                        const char *component);
+
 #endif
