@@ -213,6 +213,12 @@ broker_config_defaults (broker_config_t *config)
     config->default_result_ttl_s = 3600;
     config->compact_factor = 4;
     config->dead_ttl_s = 7 * 86400;
+    config->max_key = 1024;
+    config->max_queue_name = 128;
+    config->max_queues = 10000;
+    config->max_inflight = 1000000;
+    config->max_clients = 10000;
+    config->max_workers = 10000;
 }
 
 //  Sending ------------------------------------------------------------------

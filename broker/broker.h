@@ -16,6 +16,8 @@
     Commands on the actor pipe (zstr strings):
         "ENDPOINTS"  -> two strings: producer and worker endpoints bound
         "STATE_ENDPOINT" -> one string: the state PUB endpoint bound
+        "METRICS_ENDPOINT" -> one string: the HTTP endpoint bound ("" if off)
+        "RELOAD"     -> rereads the allow-list now (droverd sends it on SIGHUP)
         "$TERM"      -> stops; in-flight work is dropped (memory mode)
 */
 #ifndef BROKER_H_INCLUDED
@@ -47,6 +49,17 @@ typedef struct {
     const journal_io_t *io;     //  journal file operations (tests inject faults); NULL = libc
     uint32_t max_value;         //  largest shared-state value, bytes; default 1 MiB
     unsigned compact_factor;    //  compact when the journal passes factor x live data; default 4
+    //  Limits on what peers may make the broker hold (0 = no limit where noted)
+    uint32_t max_key;           //  largest shared-state key, bytes; default 1024
+    uint32_t max_queue_name;    //  longest queue name, bytes (1..255); default 128
+    uint32_t max_queues;        //  queues that may exist at once; default 10000
+    uint32_t max_inflight;      //  unfinished jobs per submitting key; default 1000000
+    uint32_t max_clients;       //  connected clients; default 10000
+    uint32_t max_workers;       //  connected workers; default 10000
+    //  Observability
+    const char *metrics;        //  HTTP endpoint for /metrics, /healthz, /readyz as a
+                                //  ZeroMQ tcp endpoint (default "tcp://*:9090"); NULL = off
+    bool open_key_ok;           //  start even if the server secret is readable by others
 } broker_config_t;
 
 //  Fills config with the defaults above.
@@ -66,5 +79,12 @@ int broker_endpoints (zactor_t *broker, char **producers, char **workers);
 //  Asks a running broker actor for its bound state PUB endpoint; the
 //  string is freed by the caller (zstr_free). Returns 0 or -1.
 int broker_state_endpoint (zactor_t *broker, char **state);
+
+//  Asks a running broker actor for its bound HTTP endpoint ("" when off);
+//  the string is freed by the caller (zstr_free). Returns 0 or -1.
+int broker_metrics_endpoint (zactor_t *broker, char **metrics);
+
+//  Asks a running broker actor to reread its allow-list now (SIGHUP).
+void broker_reload (zactor_t *broker);
 
 #endif

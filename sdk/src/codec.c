@@ -380,6 +380,7 @@ s_decode_body (drv_codec_t *self, Drover__Envelope *env, drv_msg_t *msg)
                 msg->jobs [i].queue = s_str (d->jobs [i]->queue);
                 msg->jobs [i].attempt = d->jobs [i]->attempt;
                 msg->jobs [i].timeout_ms = d->jobs [i]->timeout_ms;
+                msg->jobs [i].submitter = s_str (d->jobs [i]->submitter);
             }
             return 0;
         }
@@ -417,6 +418,7 @@ s_decode_body (drv_codec_t *self, Drover__Envelope *env, drv_msg_t *msg)
                 out->payload_size = in->payload_size;
                 out->progress = in->progress;
                 out->progress_message = s_str (in->progress_message);
+                out->submitter = s_str (in->submitter);
             }
             return 0;
         }
@@ -520,6 +522,24 @@ s_decode_body (drv_codec_t *self, Drover__Envelope *env, drv_msg_t *msg)
                 out->dead = in->dead;
                 out->submit_rate = in->submit_rate;
                 out->done_rate = in->done_rate;
+            }
+            msg->stats.peer_count = r->n_peers;
+            msg->stats.peers = ARENA_ARRAY (self, drv_peer_info_t, r->n_peers);
+            if (!msg->stats.peers)
+                return s_fail (self, "out of memory");
+            for (size_t i = 0; i < r->n_peers; i++) {
+                Drover__PeerInfo *in = r->peers [i];
+                drv_peer_info_t *out = &msg->stats.peers [i];
+                out->kind = (drv_peer_kind_t) in->kind;
+                out->name = s_str (in->name);
+                out->key = s_str (in->key);
+                out->role = s_str (in->role);
+                out->queues = (const char **) in->queues;
+                out->queue_count = in->n_queues;
+                out->credit = in->credit;
+                out->inflight = in->inflight;
+                out->connected_ms = in->connected_ms;
+                out->idle_ms = in->idle_ms;
             }
             return 0;
         }
@@ -726,6 +746,7 @@ drv_codec_encode (drv_codec_t *self, const drv_msg_t *msg, zmq_msg_t *frame)
                 dispatch.jobs [i]->queue = (char *) s_str (msg->jobs [i].queue);
                 dispatch.jobs [i]->attempt = msg->jobs [i].attempt;
                 dispatch.jobs [i]->timeout_ms = msg->jobs [i].timeout_ms;
+                dispatch.jobs [i]->submitter = (char *) s_str (msg->jobs [i].submitter);
             }
             env.body_case = DROVER__ENVELOPE__BODY_DISPATCH;
             env.dispatch = &dispatch;
@@ -788,6 +809,7 @@ drv_codec_encode (drv_codec_t *self, const drv_msg_t *msg, zmq_msg_t *frame)
                 out->payload_size = in->payload_size;
                 out->progress = in->progress;
                 out->progress_message = (char *) s_str (in->progress_message);
+                out->submitter = (char *) s_str (in->submitter);
             }
             env.body_case = DROVER__ENVELOPE__BODY_QUERY_REPLY;
             env.query_reply = &query_reply;
@@ -822,6 +844,27 @@ drv_codec_encode (drv_codec_t *self, const drv_msg_t *msg, zmq_msg_t *frame)
             stats_reply.clients = msg->stats.clients;
             stats_reply.uptime_ms = msg->stats.uptime_ms;
             stats_reply.jobs_stored = msg->stats.jobs_stored;
+            if (msg->stats.peer_count) {
+                size_t np = msg->stats.peer_count;
+                ARENA_MESSAGES (self, Drover__PeerInfo, DROVER__PEER_INFO__INIT, np, stats_reply.peers);
+                if (!stats_reply.peers)
+                    return -1;
+                stats_reply.n_peers = np;
+                for (size_t i = 0; i < np; i++) {
+                    const drv_peer_info_t *in = &msg->stats.peers [i];
+                    Drover__PeerInfo *out = stats_reply.peers [i];
+                    out->kind = (Drover__PeerKind) in->kind;
+                    out->name = (char *) s_str (in->name);
+                    out->key = (char *) s_str (in->key);
+                    out->role = (char *) s_str (in->role);
+                    out->queues = (char **) in->queues;
+                    out->n_queues = in->queue_count;
+                    out->credit = in->credit;
+                    out->inflight = in->inflight;
+                    out->connected_ms = in->connected_ms;
+                    out->idle_ms = in->idle_ms;
+                }
+            }
             env.body_case = DROVER__ENVELOPE__BODY_STATS_REPLY;
             env.stats_reply = &stats_reply;
             break;

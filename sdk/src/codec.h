@@ -118,6 +118,7 @@ typedef struct {
     const char *queue;          //  its queue
     uint32_t attempt;           //  1-based attempt number
     uint32_t timeout_ms;        //  allowed run time
+    const char *submitter;      //  Z85 key that submitted it ("" if unknown)
 } drv_job_t;
 
 typedef struct {
@@ -140,6 +141,7 @@ typedef struct {
     uint32_t payload_size;      //  input size in bytes
     uint32_t progress;          //  percent last reported
     const char *progress_message;   //  its text ("" if none)
+    const char *submitter;      //  Z85 key that submitted it ("" if not told)
 } drv_jobinfo_t;
 
 typedef struct {
@@ -201,6 +203,19 @@ typedef struct {
     double submit_rate;         //  accepted per second
     double done_rate;           //  finished per second
 } drv_queue_stats_t;
+
+typedef struct {
+    drv_peer_kind_t kind;       //  client or worker
+    const char *name;           //  label from its Hello
+    const char *key;            //  Z85 public key ("" when insecure)
+    const char *role;           //  its key's role
+    const char **queues;        //  worker: queues served
+    size_t queue_count;         //  number of queues
+    uint32_t credit;            //  worker: jobs it will still accept
+    uint32_t inflight;          //  worker: jobs it holds
+    uint64_t connected_ms;      //  Unix ms of its Hello
+    uint64_t idle_ms;           //  since its last message
+} drv_peer_info_t;
 
 //  One decoded or to-be-encoded command. Only the part named by cmd is used.
 typedef struct {
@@ -302,6 +317,8 @@ typedef struct {
         uint32_t clients;           //  connected clients
         uint64_t uptime_ms;         //  since broker start
         uint64_t jobs_stored;       //  jobs held in any state
+        drv_peer_info_t *peers;     //  connected peers
+        size_t peer_count;          //  entries in peers
     } stats;
 } drv_msg_t;
 
