@@ -169,6 +169,8 @@ typedef struct {
     uint32_t payload_size;
     uint32_t progress;        //  percent last reported by the worker (0..100)
     char progress_message [128];  //  its text, "" if none
+    char submitter [41];      //  Z85 public key that submitted the job; the broker
+                              //  tells it to admins and to that key only, else ""
 } drover_job_info_t;
 
 //  Asks the broker for a job's state. Blocks up to timeout_ms.
@@ -447,6 +449,9 @@ const char *drover_job_queue (drover_job_t *job);
 uint32_t drover_job_attempt (drover_job_t *job);
 //  Milliseconds the broker allows this attempt (0 = no limit).
 uint32_t drover_job_timeout_ms (drover_job_t *job);
+//  Z85 public key (40 chars) of the client key that submitted the job, for
+//  auditing; "" when the broker runs without CURVE. Owned by the job.
+const char *drover_job_submitter (drover_job_t *job);
 //  Sets the result payload (copied). Returns 0 or DROVER_ENOMEM.
 int drover_job_set_result (drover_job_t *job, const void *data, size_t size);
 //  Takes ownership of a malloc'd buffer as the result (freed by the SDK).

@@ -780,6 +780,7 @@ s_info_fill (drover_job_info_t *info, const drv_jobinfo_t *in)
     info->payload_size = in->payload_size;
     info->progress = in->progress > 100? 100: in->progress;
     s_copy_text (info->progress_message, sizeof info->progress_message, in->progress_message);
+    s_copy_text (info->submitter, sizeof info->submitter, in->submitter);
 }
 
 static void

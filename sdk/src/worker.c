@@ -45,6 +45,7 @@ struct _drover_job_t {
     char queue [129];               //  queue it came from
     uint32_t attempt;               //  1 for the first
     uint32_t timeout_ms;            //  allowed for this attempt, 0 = none
+    char submitter [41];            //  Z85 key that submitted it, "" if unknown
     uint64_t deadline;              //  monotonic ms when it times out, 0 = none
     zmq_msg_t payload;              //  input, as received
     const handler_t *handler;       //  who runs it, NULL if nobody
@@ -250,6 +251,12 @@ uint32_t
 drover_job_timeout_ms (drover_job_t *job)
 {
     return job? job->timeout_ms: 0;
+}
+
+const char *
+drover_job_submitter (drover_job_t *job)
+{
+    return job? job->submitter: "";
 }
 
 int
@@ -527,6 +534,7 @@ s_on_dispatch (drover_worker_t *self, drv_msg_t *msg, uint64_t now)
         snprintf (job->queue, sizeof job->queue, "%s", in->queue);
         job->attempt = in->attempt;
         job->timeout_ms = in->timeout_ms;
+        snprintf (job->submitter, sizeof job->submitter, "%s", in->submitter);
         zmq_msg_move (&job->payload, &self->frames.msg [i + 1]);
         job->next = self->held;
         if (self->held)
