@@ -26,12 +26,13 @@ exec_handler (drover_job_t *job, void *arg)
     size_t size;
     const void *payload = drover_job_payload (job, &size);
 
-    char id_var [64], queue_var [160], attempt_var [40];
+    char id_var [64], queue_var [160], attempt_var [40], submitter_var [64];
     snprintf (id_var, sizeof id_var, "DROVER_JOB_ID=%s", drover_job_id (job));
     snprintf (queue_var, sizeof queue_var, "DROVER_QUEUE=%s", drover_job_queue (job));
     snprintf (attempt_var, sizeof attempt_var, "DROVER_ATTEMPT=%" PRIu32,
               drover_job_attempt (job));
-    const char *env [] = {id_var, queue_var, attempt_var, NULL};
+    snprintf (submitter_var, sizeof submitter_var, "DROVER_SUBMITTER=%s", drover_job_submitter (job));
+    const char *env [] = {id_var, queue_var, attempt_var, submitter_var, NULL};
 
     exec_opts_t opts = {
         .timeout_ms = drover_job_timeout_ms (job),
