@@ -49,8 +49,8 @@ options_usage (FILE *out)
 "  -q, --queue NAME      queue to serve; repeat for several (same handler)\n"
 "  --exec CMD            run `/bin/sh -c CMD` per job: payload on stdin, result\n"
 "                        from stdout; non-zero exit fails the job with stderr;\n"
-"                        DROVER_JOB_ID, DROVER_QUEUE, DROVER_ATTEMPT,
-                        DROVER_SUBMITTER (key that submitted) are set\n"
+"                        DROVER_JOB_ID, DROVER_QUEUE, DROVER_ATTEMPT and\n"
+"                        DROVER_SUBMITTER (the submitting key) are set\n"
 "  --plugin LIB:SYMBOL   dlopen LIB and call SYMBOL (a drover_handler_fn) per job\n"
 "  --processes N         worker processes (default: one per CPU); 0 = serve in\n"
 "                        this process, without a supervisor\n"
