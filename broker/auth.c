@@ -1,15 +1,20 @@
 /*  auth.c - allow-list, ZAP handler and server certificate.  */
 #include "auth.h"
+#include "codec.h"
 #include "util.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <sys/stat.h>
+
+//  Longest entry of a "queues" list: a queue name and a trailing '*'
+#define QUEUE_PATTERN_MAX 129
 
 struct _auth_t {
     char *dir;              //  allow-list directory
     zsock_t *zap;           //  REP socket bound to the ZAP endpoint
-    zhashx_t *keys;         //  Z85 public key -> role (strdup'd)
-    struct timespec mtime;  //  directory mtime at last load
+    zhashx_t *keys;         //  Z85 public key -> auth_key_t
+    uint64_t signature;     //  of the directory's listing at the last load
     bool loaded;            //  a load has succeeded
 };
 
@@ -24,17 +29,141 @@ s_role_valid (const char *role)
     return false;
 }
 
+static void
+s_key_destroy (auth_key_t **entry_p)
+{
+    if (entry_p && *entry_p) {
+        free ((char *) (*entry_p)->role);
+        free ((char *) (*entry_p)->queues);
+        free (*entry_p);
+        *entry_p = NULL;
+    }
+}
+
+bool
+auth_queue_allowed (const char *queues, const char *name)
+{
+    if (!queues)
+        return true;
+    size_t name_len = strlen (name);
+    const char *item = queues;
+    while (*item) {
+        const char *end = strchr (item, ',');
+        size_t len = end? (size_t) (end - item): strlen (item);
+        if (len && item [len - 1] == '*') {
+            if (name_len >= len - 1 && memcmp (name, item, len - 1) == 0)
+                return true;
+        }
+        else
+        if (len == name_len && memcmp (name, item, len) == 0)
+            return true;
+        if (!end)
+            break;
+        item = end + 1;
+    }
+    return false;
+}
+
+//  Normalises a "queues" metadata value into a comma list without blanks;
+//  returns a new string, or NULL (with *bad set) when an entry is invalid.
+static char *
+s_queue_list (const char *value, bool *bad)
+{
+    char *list = (char *) malloc (strlen (value) + 1);
+    if (!list) {
+        *bad = true;
+        return NULL;
+    }
+    size_t out = 0;
+    const char *item = value;
+    while (true) {
+        while (*item == ' ' || *item == '\t')
+            item++;
+        const char *end = item;
+        while (*end && *end != ',')
+            end++;
+        const char *last = end;
+        while (last > item && (last [-1] == ' ' || last [-1] == '\t'))
+            last--;
+        size_t len = (size_t) (last - item);
+        char name [QUEUE_PATTERN_MAX + 2];
+        if (len == 0 || len > QUEUE_PATTERN_MAX) {
+            *bad = true;
+            break;
+        }
+        memcpy (name, item, len);
+        name [len] = 0;
+        //  "prefix*" stands for every queue starting with prefix; "*" alone for all
+        bool wildcard = name [len - 1] == '*';
+        if (wildcard)
+            name [len - 1] = 0;
+        if (*name && !drv_queue_name_valid (name)) {
+            *bad = true;
+            break;
+        }
+        if (out)
+            list [out++] = ',';
+        memcpy (list + out, item, len);
+        out += len;
+        if (!*end)
+            break;
+        item = end + 1;
+    }
+    if (*bad) {
+        free (list);
+        return NULL;
+    }
+    list [out] = 0;
+    return list;
+}
+
+//  A cheap fingerprint of the directory: names, sizes and mtimes of its
+//  entries, order-independent. Changes whenever a certificate is added,
+//  removed, replaced or edited in place.
+static int
+s_signature (const char *path, uint64_t *signature)
+{
+    DIR *dir = opendir (path);
+    if (!dir)
+        return -1;
+    uint64_t sum = 0x9e3779b97f4a7c15ull;
+    struct dirent *entry;
+    while ((entry = readdir (dir))) {
+        if (entry->d_name [0] == '.')
+            continue;
+        char file [PATH_MAX];
+        snprintf (file, sizeof file, "%s/%s", path, entry->d_name);
+        struct stat st;
+        if (stat (file, &st))
+            continue;
+        uint64_t h = 1469598103934665603ull;
+        for (const char *c = entry->d_name; *c; c++)
+            h = (h ^ (uint8_t) *c) * 1099511628211ull;
+        uint64_t facts [4] = {(uint64_t) st.st_size, (uint64_t) st.st_mtim.tv_sec,
+                              (uint64_t) st.st_mtim.tv_nsec, (uint64_t) st.st_ino};
+        for (int i = 0; i < 4; i++)
+            h = (h ^ facts [i]) * 1099511628211ull;
+        sum += h;
+    }
+    closedir (dir);
+    *signature = sum;
+    return 0;
+}
+
 int
 auth_reload (auth_t *self)
 {
+    uint64_t signature = 0;
     DIR *dir = opendir (self->dir);
-    if (!dir) {
+    if (!dir || s_signature (self->dir, &signature)) {
         drv_log (DRV_LOG_ERROR, "auth", "cannot read allow-list directory %s: %s",
                  self->dir, strerror (errno));
+        if (dir)
+            closedir (dir);
         return -1;
     }
     zhashx_t *keys = zhashx_new ();
-    zhashx_set_destructor (keys, (zhashx_destructor_fn *) zstr_free);
+    zhashx_set_destructor (keys, (zhashx_destructor_fn *) s_key_destroy);
     struct dirent *entry;
     while ((entry = readdir (dir))) {
         if (entry->d_name [0] == '.')
@@ -58,20 +187,33 @@ auth_reload (auth_t *self)
             continue;
         }
         const char *role = zcert_meta (cert, "role");
+        const char *queues = zcert_meta (cert, "queues");
         if (!role)
             role = "producer";
+        bool bad = false;
+        char *list = queues? s_queue_list (queues, &bad): NULL;
         if (!s_role_valid (role))
             drv_log (DRV_LOG_WARN, "auth", "unknown role '%s' in %s, key ignored", role, path);
         else
-            zhashx_update (keys, zcert_public_txt (cert), strdup (role));
+        if (bad)
+            drv_log (DRV_LOG_WARN, "auth", "bad queues list '%s' in %s (comma-separated queue "
+                     "names, each optionally ending in *), key ignored", queues, path);
+        else {
+            auth_key_t *key = (auth_key_t *) calloc (1, sizeof (auth_key_t));
+            if (key) {
+                key->role = strdup (role);
+                key->queues = list;
+                list = NULL;
+                zhashx_update (keys, zcert_public_txt (cert), key);
+            }
+        }
+        free (list);
         zcert_destroy (&cert);
     }
     closedir (dir);
-    struct stat st;
-    if (stat (self->dir, &st) == 0)
-        self->mtime = st.st_mtim;
     zhashx_destroy (&self->keys);
     self->keys = keys;
+    self->signature = signature;
     self->loaded = true;
     if (zhashx_size (keys))
         drv_log (DRV_LOG_INFO, "auth", "allow-list %s: %zu keys", self->dir, zhashx_size (keys));
@@ -79,6 +221,21 @@ auth_reload (auth_t *self)
         drv_log (DRV_LOG_WARN, "auth", "allow-list %s is empty: no client can connect "
                  "until its public certificate is copied there", self->dir);
     return (int) zhashx_size (keys);
+}
+
+bool
+auth_check (auth_t *self)
+{
+    uint64_t signature;
+    if (s_signature (self->dir, &signature) || signature == self->signature)
+        return false;
+    return auth_reload (self) >= 0;
+}
+
+const auth_key_t *
+auth_lookup (auth_t *self, const char *key)
+{
+    return key? (const auth_key_t *) zhashx_lookup (self->keys, key): NULL;
 }
 
 auth_t *
@@ -159,11 +316,8 @@ s_reply (auth_t *self, const char *version, zframe_t *request_id,
 void
 auth_handle (auth_t *self)
 {
-    //  Pick up keys added or removed since the last handshake
-    struct stat st;
-    if (stat (self->dir, &st) == 0
-    && (st.st_mtim.tv_sec != self->mtime.tv_sec || st.st_mtim.tv_nsec != self->mtime.tv_nsec))
-        auth_reload (self);
+    //  Pick up keys added, removed or changed since the last handshake
+    auth_check (self);
 
     while (zsock_events (self->zap) & ZMQ_POLLIN) {
         zmsg_t *request = zmsg_recv (self->zap);
@@ -186,9 +340,9 @@ auth_handle (auth_t *self)
         if (streq (mechanism, "CURVE") && key && zframe_size (key) == 32) {
             char z85 [41];
             zmq_z85_encode (z85, zframe_data (key), 32);
-            const char *role = (const char *) zhashx_lookup (self->keys, z85);
-            if (role)
-                s_reply (self, version, request_id, "200", "OK", z85, role);
+            const auth_key_t *entry = auth_lookup (self, z85);
+            if (entry)
+                s_reply (self, version, request_id, "200", "OK", z85, entry->role);
             else {
                 drv_log (DRV_LOG_WARN, "auth", "refused key %s from %s: not in allow-list %s",
                          z85, address? address: "?", self->dir);
@@ -211,7 +365,7 @@ auth_handle (auth_t *self)
 }
 
 zcert_t *
-auth_server_cert (const char *path, const char *data_dir)
+auth_server_cert (const char *path, const char *data_dir, bool open_ok)
 {
     char generated [PATH_MAX];
     bool create = false;
@@ -255,6 +409,19 @@ auth_server_cert (const char *path, const char *data_dir)
         if (!zsys_file_exists (load)) {
             drv_log (DRV_LOG_ERROR, "auth", "server certificate %s: no such file", load);
             return NULL;
+        }
+        //  Whoever can read the secret can impersonate the broker
+        struct stat st;
+        if (stat (load, &st) == 0 && (st.st_mode & 077)) {
+            if (!open_ok) {
+                drv_log (DRV_LOG_ERROR, "auth", "server secret certificate %s is accessible to "
+                         "group or others (mode %04o): run 'chmod 600 %s', or start with "
+                         "--allow-open-key to accept it", load, (unsigned) (st.st_mode & 07777), load);
+                return NULL;
+            }
+            drv_log (DRV_LOG_WARN, "auth", "server secret certificate %s is accessible to group "
+                     "or others (mode %04o); accepted because of --allow-open-key",
+                     load, (unsigned) (st.st_mode & 07777));
         }
         cert = zcert_load (load);
         if (!cert) {

@@ -39,6 +39,8 @@ struct _peer_t {
     char name [64];                 //  label for logs
     char role [16];                 //  role of its key
     char key [41];                  //  Z85 public key ("" when insecure)
+    char *allowed;                  //  queues its key is limited to (comma list), NULL = all
+    uint64_t joined_wall;           //  Unix ms of its Hello
     uint64_t last_recv;             //  monotonic ms of last message in
     uint64_t last_send;             //  monotonic ms of last message out
     uint32_t credit;                //  worker: jobs it will still accept
@@ -93,6 +95,7 @@ typedef struct {
     zhashx_t *clients;              //  route key -> peer_t
     zhashx_t *worker_peers;         //  route key -> peer_t
     zhashx_t *sessions;             //  session key -> peer_t
+    zhashx_t *submitters;           //  Z85 key -> submitter_t (owned)
     queue_t *dirty;                 //  queues to dispatch this turn
     peer_t *outgoing;               //  peers with something to send this turn
     uint8_t broker_id [DRV_ID_SIZE];    //  new on every start
@@ -103,6 +106,8 @@ typedef struct {
     uint64_t last_rates;            //  monotonic ms of the last one
     uint64_t now;                   //  monotonic ms of this turn
     bool terminated;                //  $TERM received
+    bool replaying;                 //  journal replay in progress
+    uint64_t next_auth_check;       //  monotonic ms of the next allow-list check
     char start_error [256];         //  why start failed, "" when serving
     uint64_t log_window;            //  second of the rate-limited log window
     int log_budget;                 //  warnings left in this window
@@ -336,6 +341,7 @@ s_fill_entry (drv_msg_t *msg, size_t i, job_t *job, zmq_msg_t *payload)
         entry->queue = job->queue->name;
         entry->attempt = job->attempts;
         entry->timeout_ms = job->timeout_ms;
+        entry->submitter = job->submitter? job->submitter->key: "";
         zmq_msg_copy (payload, &job->payload);
     }
     else {
@@ -410,11 +416,78 @@ s_queue_require (broker_t *self, const char *name)
 {
     queue_t *queue = (queue_t *) zhashx_lookup (self->queues, name);
     if (!queue) {
+        //  Peers may not make the broker hold queues without bound (replay
+        //  is exempt: what the journal holds must come back)
+        if (self->cfg.max_queues && zhashx_size (self->queues) >= self->cfg.max_queues
+        &&  !self->replaying)
+            return NULL;
         queue = queue_new (name);
         if (queue)
             zhashx_insert (self->queues, name, queue);
     }
     return queue;
+}
+
+//  Whether a peer's key may use a queue (keys can be limited to some queues).
+static bool
+s_queue_allowed (peer_t *peer, const char *name)
+{
+    return auth_queue_allowed (peer->allowed, name);
+}
+
+//  Checks a queue name from the network: charset, and length against the
+//  configured limit. Returns NULL when fine, else why not.
+static const char *
+s_queue_name_refusal (broker_t *self, const char *name)
+{
+    static char why [96];
+    if (!drv_queue_name_valid (name) || strlen (name) > self->cfg.max_queue_name) {
+        snprintf (why, sizeof why, "invalid queue name (1-%u of A-Z a-z 0-9 . _ - :)",
+                  self->cfg.max_queue_name);
+        return why;
+    }
+    return NULL;
+}
+
+//  The shared record of a submitting key; NULL when out of memory.
+static submitter_t *
+s_submitter (broker_t *self, const char *key)
+{
+    submitter_t *submitter = (submitter_t *) zhashx_lookup (self->submitters, key);
+    if (!submitter) {
+        submitter = (submitter_t *) calloc (1, sizeof (submitter_t));
+        if (!submitter)
+            return NULL;
+        snprintf (submitter->key, sizeof submitter->key, "%s", key);
+        zhashx_insert (self->submitters, submitter->key, submitter);
+    }
+    return submitter;
+}
+
+static void
+s_submitter_free (submitter_t **submitter_p)
+{
+    free (*submitter_p);
+    *submitter_p = NULL;
+}
+
+static submitter_t *
+s_replay_submitter (const char *key, void *arg)
+{
+    return s_submitter ((broker_t *) arg, key);
+}
+
+//  Counts a job in (+1) or out (-1) of its key's unfinished jobs.
+static void
+s_unfinished (job_t *job, int delta)
+{
+    if (!job->submitter)
+        return;
+    if (delta > 0)
+        job->submitter->unfinished++;
+    else
+    if (job->submitter->unfinished)
+        job->submitter->unfinished--;
 }
 
 //  Appends a job record when durable. An append only fails for lack of
@@ -538,6 +611,7 @@ s_job_finish (broker_t *self, job_t *job, drv_job_state_t state)
     }
     free (job->progress_message);
     job->progress_message = NULL;
+    s_unfinished (job, -1);
     job->state = state;
     job->finished_wall = drv_wall_ms ();
     uint64_t keep_s = job->result_ttl_s;
@@ -686,6 +760,7 @@ s_peer_drop (broker_t *self, peer_t *peer, const char *reason)
     s_out_release (peer);
     free (peer->out);
     free (peer->queues);
+    free (peer->allowed);
     free (peer);
 }
 
@@ -725,10 +800,22 @@ s_on_hello (broker_t *self, zsock_t *socket, drv_peer_kind_t kind,
                  "broker speaks protocol version %d only", DRV_PROTOCOL_VERSION);
         return;
     }
-    const char *role = self->cfg.insecure? "admin": s_meta (self, "role");
+    //  Rights come from the allow-list as it is now, not from the
+    //  handshake: a key removed or changed since then is judged afresh
     const char *key = s_meta (self, "User-Id");
-    if (!role)
-        role = "producer";
+    const char *role = "admin";
+    const char *allowed = NULL;
+    if (!self->cfg.insecure) {
+        const auth_key_t *entry = self->auth? auth_lookup (self->auth, key): NULL;
+        if (!entry) {
+            s_warn (self, "hello from key %s refused: not in the allow-list", key? key: "?");
+            s_error (self, socket, msg->corr, DRV_CODE_DENIED,
+                     "key not in the broker's allow-list (removed?)");
+            return;
+        }
+        role = entry->role;
+        allowed = entry->queues;
+    }
     const char *needed = kind == DRV_PEER_WORKER? "worker": "producer";
     if (!streq (role, needed) && !streq (role, "admin")) {
         s_warn (self, "key %s with role %s may not connect as a %s",
@@ -742,12 +829,33 @@ s_on_hello (broker_t *self, zsock_t *socket, drv_peer_kind_t kind,
             s_error (self, socket, msg->corr, DRV_CODE_BAD_REQUEST, "worker serves no queue");
             return;
         }
-        for (size_t i = 0; i < msg->hello.queue_count; i++)
-            if (!drv_queue_name_valid (msg->hello.queues [i])) {
-                s_error (self, socket, msg->corr, DRV_CODE_UNKNOWN_QUEUE,
-                         "invalid queue name (1-128 of A-Z a-z 0-9 . _ - :)");
+        for (size_t i = 0; i < msg->hello.queue_count; i++) {
+            const char *why = s_queue_name_refusal (self, msg->hello.queues [i]);
+            if (why) {
+                s_error (self, socket, msg->corr, DRV_CODE_UNKNOWN_QUEUE, "%s", why);
                 return;
             }
+            if (!auth_queue_allowed (allowed, msg->hello.queues [i])) {
+                s_warn (self, "worker key %s may not serve queue %s (limited to %s)",
+                        key? key: "?", msg->hello.queues [i], allowed);
+                s_error (self, socket, msg->corr, DRV_CODE_DENIED,
+                         "this key may not serve queue %s", msg->hello.queues [i]);
+                return;
+            }
+        }
+    }
+    //  Connections are bounded; a re-hello of a known session does not count
+    char session_hex [33];
+    drv_hex (msg->hello.session, DRV_ID_SIZE, session_hex);
+    zhashx_t *peers = kind == DRV_PEER_WORKER? self->worker_peers: self->clients;
+    uint32_t most = kind == DRV_PEER_WORKER? self->cfg.max_workers: self->cfg.max_clients;
+    if (most && !peer && !zhashx_lookup (self->sessions, session_hex)
+    &&  zhashx_size (peers) >= most) {
+        s_warn (self, "%s %s refused: broker has its maximum of %u %ss", endpoint,
+                key? key: "?", most, endpoint);
+        s_error (self, socket, msg->corr, DRV_CODE_LIMIT,
+                 "broker has its maximum of %u %ss; retry later", most, endpoint);
+        return;
     }
     //  A Hello replaces any earlier registration of this connection or session
     if (peer)
@@ -773,6 +881,13 @@ s_on_hello (broker_t *self, zsock_t *socket, drv_peer_kind_t kind,
     snprintf (peer->name, sizeof peer->name, "%s", *msg->hello.name? msg->hello.name: session_key);
     snprintf (peer->role, sizeof peer->role, "%s", role);
     snprintf (peer->key, sizeof peer->key, "%s", key? key: "");
+    peer->allowed = allowed? strdup (allowed): NULL;
+    if (allowed && !peer->allowed) {
+        free (peer);
+        s_error (self, socket, msg->corr, DRV_CODE_LIMIT, "out of memory");
+        return;
+    }
+    peer->joined_wall = drv_wall_ms ();
     peer->last_recv = self->now;
     if (kind == DRV_PEER_WORKER) {
         peer->credit = msg->hello.credit > CREDIT_CAP? CREDIT_CAP: msg->hello.credit;
@@ -790,7 +905,8 @@ s_on_hello (broker_t *self, zsock_t *socket, drv_peer_kind_t kind,
     }
     else {
         zhashx_insert (self->clients, route_key, peer);
-        drv_log (DRV_LOG_INFO, "broker", "client %s joined, role %s", peer->name, role);
+        drv_log (DRV_LOG_INFO, "broker", "client %s joined, role %s, key %s%s%s", peer->name, role,
+                 *peer->key? peer->key: "-", allowed? ", queues ": "", allowed? allowed: "");
     }
     zhashx_insert (self->sessions, session_key, peer);
 
@@ -809,16 +925,19 @@ s_on_hello (broker_t *self, zsock_t *socket, drv_peer_kind_t kind,
 
 //  Checks one job spec; returns OK or the refusal code with text in why.
 static drv_code_t
-s_check_spec (broker_t *self, const drv_jobspec_t *spec, size_t payload_size, const char **why)
+s_check_spec (broker_t *self, peer_t *client, const drv_jobspec_t *spec, size_t payload_size,
+              const char **why)
 {
     static const uint8_t zero [DRV_ID_SIZE] = {0};
     if (memcmp (spec->id, zero, DRV_ID_SIZE) == 0) {
         *why = "job id must not be all zero";
         return DRV_CODE_BAD_REQUEST;
     }
-    if (!drv_queue_name_valid (spec->queue)) {
-        *why = "invalid queue name (1-128 of A-Z a-z 0-9 . _ - :)";
+    if ((*why = s_queue_name_refusal (self, spec->queue)))
         return DRV_CODE_UNKNOWN_QUEUE;
+    if (!s_queue_allowed (client, spec->queue)) {
+        *why = "this key may not use that queue";
+        return DRV_CODE_DENIED;
     }
     if (spec->priority < 0 || spec->priority >= QUEUE_LEVELS) {
         *why = "priority must be 0..9";
@@ -860,11 +979,12 @@ s_on_submit (broker_t *self, peer_t *client, drv_msg_t *msg)
         memcpy (ack->id, spec->id, DRV_ID_SIZE);
         ack->message = "";
         const char *why = "";
-        drv_code_t code = s_check_spec (self, spec, zmq_msg_size (payload), &why);
+        drv_code_t code = s_check_spec (self, client, spec, zmq_msg_size (payload), &why);
         if (code != DRV_CODE_OK) {
             char hex [33];
             drv_hex (spec->id, DRV_ID_SIZE, hex);
-            s_warn (self, "job %s from %s refused: %s", hex, client->name, why);
+            s_warn (self, "job %s from %s (key %s) to queue %s refused: %s", hex, client->name,
+                    *client->key? client->key: "-", spec->queue, why);
             ack->code = code;
             ack->message = why;
             continue;
@@ -884,7 +1004,24 @@ s_on_submit (broker_t *self, peer_t *client, drv_msg_t *msg)
             ack->message = "broker cannot store jobs now (journal write failed); retry later";
             continue;
         }
-        queue_t *queue = s_queue_require (self, spec->queue);
+        submitter_t *submitter = s_submitter (self, *client->key? client->key: "");
+        if (submitter && self->cfg.max_inflight
+        &&  submitter->unfinished >= self->cfg.max_inflight) {
+            s_warn (self, "key %s has %u unfinished jobs (max_inflight): job refused",
+                    *client->key? client->key: "-", submitter->unfinished);
+            ack->code = DRV_CODE_LIMIT;
+            ack->message = "too many unfinished jobs for this key (broker's max_inflight); "
+                           "retry when some have ended";
+            continue;
+        }
+        queue_t *queue = submitter? s_queue_require (self, spec->queue): NULL;
+        if (!queue && submitter) {
+            s_warn (self, "queue %s from %s refused: broker holds max_queues (%u) queues",
+                    spec->queue, client->name, self->cfg.max_queues);
+            ack->code = DRV_CODE_LIMIT;
+            ack->message = "too many queues (broker's max_queues)";
+            continue;
+        }
         job = queue? job_store_add (self->jobs, spec->id): NULL;
         if (!job || GROW (self->fresh, self->fresh_count, self->fresh_cap)) {
             if (job)
@@ -893,6 +1030,8 @@ s_on_submit (broker_t *self, peer_t *client, drv_msg_t *msg)
             ack->message = "broker out of memory";
             continue;
         }
+        job->submitter = submitter;
+        s_unfinished (job, +1);
         self->fresh [self->fresh_count].job = job;
         self->fresh [self->fresh_count++].ack = self->ack_count - 1;
         job->queue = queue;
@@ -1108,8 +1247,9 @@ s_on_state (broker_t *self, peer_t *client, drv_msg_t *msg)
                         "invalid namespace name (1-128 of A-Z a-z 0-9 . _ - :)");
         return;
     }
-    if (op != DRV_STATE_SNAPSHOT && key_size > STATE_KEY_MAX) {
-        s_state_refuse (self, client, reply, DRV_CODE_TOO_LARGE, "key longer than 1024 bytes");
+    if (op != DRV_STATE_SNAPSHOT && key_size > self->cfg.max_key) {
+        s_state_refuse (self, client, reply, DRV_CODE_TOO_LARGE,
+                        "key longer than the broker's max_key");
         return;
     }
     if (op != DRV_STATE_SNAPSHOT && op != DRV_STATE_LIST && key_size == 0) {
@@ -1375,8 +1515,10 @@ s_commit (broker_t *self)
                 if (job->pinned)
                     continue;
                 job->queue->submitted--;
-                if (job->state < DRV_JOB_DONE)
+                if (job->state < DRV_JOB_DONE) {
+                    s_unfinished (job, -1);
                     s_job_detach (self, job);
+                }
                 else
                     job_heap_remove (self->timers, job);
                 self->live_bytes -= job->journal_bytes;
@@ -1494,6 +1636,19 @@ s_on_query (broker_t *self, peer_t *client, drv_msg_t *msg, bool cancel)
         s_error (self, self->producers, msg->corr, DRV_CODE_LIMIT, "out of memory");
         return;
     }
+    //  A key limited to some queues may not see or touch jobs of others
+    for (size_t i = 0; client->allowed && i < msg->count; i++) {
+        job_t *job = job_store_find (self->jobs, msg->ids [i]);
+        if (job && !s_queue_allowed (client, job->queue->name)) {
+            s_warn (self, "%s by %s (key %s) refused: job in queue %s, key limited to %s",
+                    cancel? "cancel": "query", client->name, client->key, job->queue->name,
+                    client->allowed);
+            s_error (self, self->producers, msg->corr, DRV_CODE_DENIED,
+                     "this key may not use queue %s", job->queue->name);
+            return;
+        }
+    }
+    bool see_submitter = streq (client->role, "admin");
     for (size_t i = 0; i < msg->count; i++) {
         job_t *job = job_store_find (self->jobs, msg->ids [i]);
         if (cancel && job && job->state < DRV_JOB_DONE) {
@@ -1505,6 +1660,10 @@ s_on_query (broker_t *self, peer_t *client, drv_msg_t *msg, bool cancel)
             s_job_finish (self, job, DRV_JOB_CANCELLED);
         }
         s_info (job, msg->ids [i], &reply.infos [i]);
+        //  Who submitted a job is told to admins, and to that key itself
+        if (job && job->submitter
+        &&  (see_submitter || (*client->key && streq (client->key, job->submitter->key))))
+            reply.infos [i].submitter = job->submitter->key;
         zmq_msg_init (&payloads [i]);
         if (job && !cancel && msg->query.want_result && job->state == DRV_JOB_DONE)
             zmq_msg_copy (&payloads [i], &job->result);
@@ -1541,20 +1700,60 @@ s_stats_totals (broker_t *self, drv_msg_t *reply)
     reply->stats.jobs_stored = job_store_size (self->jobs);
 }
 
+//  Adds the peers of one map that the asking client may see to reply.
+static void
+s_stats_peers (broker_t *self, peer_t *client, zhashx_t *peers, drv_msg_t *reply)
+{
+    for (peer_t *peer = (peer_t *) zhashx_first (peers); peer;
+         peer = (peer_t *) zhashx_next (peers)) {
+        //  A queue-limited key sees only workers that serve one of its queues
+        bool visible = !client->allowed;
+        for (size_t i = 0; !visible && i < peer->queue_count; i++)
+            visible = s_queue_allowed (client, peer->queues [i]->name);
+        if (!visible)
+            continue;
+        drv_peer_info_t *info = &reply->stats.peers [reply->stats.peer_count++];
+        info->kind = peer->kind;
+        info->name = peer->name;
+        info->key = peer->key;
+        info->role = peer->role;
+        info->credit = peer->credit;
+        info->inflight = (uint32_t) peer->inflight_count;
+        info->connected_ms = peer->joined_wall;
+        info->idle_ms = self->now - peer->last_recv;
+        info->queue_count = peer->queue_count;
+        info->queues = peer->queue_count?
+            drv_codec_alloc (self->enc, peer->queue_count * sizeof (char *)): NULL;
+        for (size_t i = 0; info->queues && i < peer->queue_count; i++)
+            info->queues [i] = peer->queues [i]->name;
+        if (!info->queues)
+            info->queue_count = 0;
+    }
+}
+
 static void
 s_on_stats (broker_t *self, peer_t *client, drv_msg_t *msg)
 {
     drv_msg_t reply;
     drv_msg_init (&reply, DRV_CMD_STATS_REPLY, msg->corr);
     size_t n = zhashx_size (self->queues);
+    bool admin = streq (client->role, "admin");
+    size_t np = zhashx_size (self->worker_peers) + (admin? zhashx_size (self->clients): 0);
     reply.queues = drv_codec_alloc (self->enc, (n? n: 1) * sizeof (drv_queue_stats_t));
-    if (!reply.queues) {
+    reply.stats.peers = drv_codec_alloc (self->enc, (np? np: 1) * sizeof (drv_peer_info_t));
+    if (!reply.queues || !reply.stats.peers) {
         s_error (self, self->producers, msg->corr, DRV_CODE_LIMIT, "out of memory");
         return;
     }
+    memset (reply.stats.peers, 0, (np? np: 1) * sizeof (drv_peer_info_t));
     for (queue_t *q = zhashx_first (self->queues); q; q = zhashx_next (self->queues))
-        s_stats_fill (q, &reply.queues [reply.count++]);
+        if (s_queue_allowed (client, q->name))
+            s_stats_fill (q, &reply.queues [reply.count++]);
     s_stats_totals (self, &reply);
+    //  Everyone sees the workers (of their queues); only admins see clients
+    s_stats_peers (self, client, self->worker_peers, &reply);
+    if (admin)
+        s_stats_peers (self, client, self->clients, &reply);
     s_send (self, client, &reply, NULL, 0);
 }
 
@@ -1580,14 +1779,22 @@ s_on_queue_control (broker_t *self, peer_t *client, drv_msg_t *msg)
         s_error (self, self->producers, msg->corr, DRV_CODE_BAD_REQUEST, "unknown queue action");
         return;
     }
-    if (!drv_queue_name_valid (msg->queue_control.queue)) {
-        s_error (self, self->producers, msg->corr, DRV_CODE_UNKNOWN_QUEUE,
-                 "invalid queue name (1-128 of A-Z a-z 0-9 . _ - :)");
+    const char *why = s_queue_name_refusal (self, msg->queue_control.queue);
+    if (why) {
+        s_error (self, self->producers, msg->corr, DRV_CODE_UNKNOWN_QUEUE, "%s", why);
+        return;
+    }
+    if (!s_queue_allowed (client, msg->queue_control.queue)) {
+        s_warn (self, "queue control of %s by %s (key %s) refused: key limited to %s",
+                msg->queue_control.queue, client->name, client->key, client->allowed);
+        s_error (self, self->producers, msg->corr, DRV_CODE_DENIED,
+                 "this key may not use queue %s", msg->queue_control.queue);
         return;
     }
     queue_t *queue = s_queue_require (self, msg->queue_control.queue);
     if (!queue) {
-        s_error (self, self->producers, msg->corr, DRV_CODE_LIMIT, "out of memory");
+        s_error (self, self->producers, msg->corr, DRV_CODE_LIMIT,
+                 "too many queues (broker's max_queues) or out of memory");
         return;
     }
     bool paused = action == DRV_QUEUE_PAUSE;
@@ -1619,6 +1826,7 @@ s_dead_apply (broker_t *self, job_t *job, drv_dead_action_t action, drv_jobinfo_
         s_job_detach (self, job);
         job->attempts = 0;
         job->wake_wall = 0;
+        s_unfinished (job, +1);
         s_job_enqueue (self, job);
         s_account (self, job);
         s_persist (self, persist_job_retry, job);
@@ -1647,9 +1855,16 @@ s_on_dead (broker_t *self, peer_t *client, drv_msg_t *msg)
         s_error (self, self->producers, msg->corr, DRV_CODE_BAD_REQUEST, "unknown dead-letter action");
         return;
     }
-    if (!drv_queue_name_valid (msg->dead.queue)) {
-        s_error (self, self->producers, msg->corr, DRV_CODE_UNKNOWN_QUEUE,
-                 "invalid queue name (1-128 of A-Z a-z 0-9 . _ - :)");
+    const char *why = s_queue_name_refusal (self, msg->dead.queue);
+    if (why) {
+        s_error (self, self->producers, msg->corr, DRV_CODE_UNKNOWN_QUEUE, "%s", why);
+        return;
+    }
+    if (!s_queue_allowed (client, msg->dead.queue)) {
+        s_warn (self, "dead-letter handling of %s by %s (key %s) refused: key limited to %s",
+                msg->dead.queue, client->name, client->key, client->allowed);
+        s_error (self, self->producers, msg->corr, DRV_CODE_DENIED,
+                 "this key may not use queue %s", msg->dead.queue);
         return;
     }
     queue_t *queue = (queue_t *) zhashx_lookup (self->queues, msg->dead.queue);
@@ -2012,10 +2227,63 @@ s_state_beacons (broker_t *self)
     }
 }
 
+//  After the allow-list changed: every session whose key is gone, or whose
+//  role or queue limits changed, ends now. A removed key is told DENIED and
+//  any further message from that connection is refused at its Hello; a
+//  changed key is asked to re-hello and gets its new rights.
+static void
+s_revalidate_peers (broker_t *self, zhashx_t *peers)
+{
+    zlist_t *doomed = zlist_new ();
+    for (peer_t *peer = (peer_t *) zhashx_first (peers); peer;
+         peer = (peer_t *) zhashx_next (peers)) {
+        const auth_key_t *entry = auth_lookup (self->auth, peer->key);
+        bool changed = entry
+            && (!streq (entry->role, peer->role)
+                || (entry->queues == NULL) != (peer->allowed == NULL)
+                || (entry->queues && !streq (entry->queues, peer->allowed)));
+        if (!entry || changed)
+            zlist_append (doomed, peer);
+    }
+    for (peer_t *peer = (peer_t *) zlist_first (doomed); peer;
+         peer = (peer_t *) zlist_next (doomed)) {
+        bool removed = auth_lookup (self->auth, peer->key) == NULL;
+        drv_log (DRV_LOG_WARN, "auth", "closing session of %s %s (key %s): %s",
+                 peer->kind == DRV_PEER_WORKER? "worker": "client", peer->name, peer->key,
+                 removed? "key removed from the allow-list": "key's role or queues changed");
+        drv_msg_t note;
+        drv_msg_init (&note, DRV_CMD_ERROR, 0);
+        note.error.code = removed? DRV_CODE_DENIED: DRV_CODE_REHELLO;
+        note.error.message = removed? "key removed from the broker's allow-list"
+                                    : "key's rights changed: send Hello";
+        s_send (self, peer, &note, NULL, 0);
+        s_peer_drop (self, peer, removed? "key revoked": "key changed");
+    }
+    zlist_destroy (&doomed);
+}
+
+//  Rereads the allow-list (forced, or if its files changed) and applies it
+//  to the sessions already open.
+static void
+s_auth_refresh (broker_t *self, bool force)
+{
+    if (!self->auth)
+        return;
+    bool reloaded = force? auth_reload (self->auth) >= 0: auth_check (self->auth);
+    if (reloaded) {
+        s_revalidate_peers (self, self->worker_peers);
+        s_revalidate_peers (self, self->clients);
+    }
+}
+
 static void
 s_liveness (broker_t *self)
 {
     s_rates (self);
+    if (self->now >= self->next_auth_check) {
+        self->next_auth_check = self->now + 1000;
+        s_auth_refresh (self, false);
+    }
     if (self->now < self->next_liveness)
         return;
     self->next_liveness = self->now + self->cfg.heartbeat_ms / 4 + 1;
@@ -2102,6 +2370,10 @@ s_config_copy (broker_t *self, const broker_config_t *config)
         self->cfg.state = self->cfg_strings [5] = s_state_default (self->cfg.producers);
     if (self->cfg.compact_factor < 2)
         self->cfg.compact_factor = 4;
+    if (self->cfg.max_key == 0 || self->cfg.max_key > STATE_KEY_MAX)
+        self->cfg.max_key = STATE_KEY_MAX;
+    if (self->cfg.max_queue_name == 0 || self->cfg.max_queue_name > QUEUE_NAME_MAX)
+        self->cfg.max_queue_name = QUEUE_NAME_MAX;
 }
 
 static queue_t *
@@ -2139,10 +2411,12 @@ s_place_replayed (broker_t *self)
         }
         else
         if (job->wake_wall > wall) {
+            s_unfinished (job, +1);
             s_job_schedule (self, job, self->now + (job->wake_wall - wall));
             scheduled++;
         }
         else {
+            s_unfinished (job, +1);
             s_job_enqueue (self, job);
             queued++;
         }
@@ -2171,8 +2445,11 @@ s_open_journal (broker_t *self)
         snprintf (self->start_error, sizeof self->start_error, "%.250s", why);
         return -1;
     }
-    if (persist_replay (self->journal, self->jobs, self->state, s_replay_queue, self,
-                        why, sizeof why)) {
+    self->replaying = true;
+    int rc = persist_replay (self->journal, self->jobs, self->state, s_replay_queue,
+                             s_replay_submitter, self, why, sizeof why);
+    self->replaying = false;
+    if (rc) {
         snprintf (self->start_error, sizeof self->start_error, "%.250s", why);
         return -1;
     }
@@ -2205,6 +2482,8 @@ s_start (broker_t *self)
     self->clients = zhashx_new ();
     self->worker_peers = zhashx_new ();
     self->sessions = zhashx_new ();
+    self->submitters = zhashx_new ();
+    zhashx_set_destructor (self->submitters, (zhashx_destructor_fn *) s_submitter_free);
     drv_frames_init (&self->frames);
     drv_random_id (self->broker_id);
     self->started = self->now = drv_now_ms ();
@@ -2232,7 +2511,7 @@ s_start (broker_t *self)
                 return -1;
             }
         }
-        self->cert = auth_server_cert (self->cfg.cert, self->cfg.data_dir);
+        self->cert = auth_server_cert (self->cfg.cert, self->cfg.data_dir, self->cfg.open_key_ok);
         if (!self->cert) {
             snprintf (self->start_error, sizeof self->start_error, "no usable server certificate");
             return -1;
@@ -2295,6 +2574,7 @@ s_stop (broker_t *self)
     free (self->fresh);
     job_heap_destroy (&self->timers);
     job_store_destroy (&self->jobs);
+    zhashx_destroy (&self->submitters);
     zhashx_destroy (&self->queues);
     zhashx_destroy (&self->clients);
     zhashx_destroy (&self->worker_peers);
@@ -2330,6 +2610,11 @@ s_on_pipe (broker_t *self)
     else
     if (streq (command, "STATUS"))
         zstr_send (self->pipe, *self->start_error? self->start_error: "OK");
+    else
+    if (streq (command, "RELOAD")) {
+        drv_log (DRV_LOG_INFO, "auth", "reloading the allow-list");
+        s_auth_refresh (self, true);
+    }
     else
         drv_log (DRV_LOG_ERROR, "broker", "unknown actor command %s", command);
     zstr_free (&command);
@@ -2426,6 +2711,12 @@ broker_endpoints (zactor_t *broker, char **producers, char **workers)
     if (zstr_send (broker, "ENDPOINTS"))
         return -1;
     return zstr_recvx (broker, producers, workers, NULL) == 2? 0: -1;
+}
+
+void
+broker_reload (zactor_t *broker)
+{
+    zstr_send (broker, "RELOAD");
 }
 
 int

@@ -17,6 +17,14 @@
 typedef struct _queue_t queue_t;
 typedef struct _peer_t peer_t;
 
+//  A key that submitted jobs, shared by all its jobs: who they belong to
+//  (shown to workers and admins) and how many of them have not ended (the
+//  per-key in-flight limit). The broker keeps one per key for its lifetime.
+typedef struct {
+    char key [41];                  //  Z85 public key, "" without CURVE
+    uint32_t unfinished;            //  its jobs queued, scheduled or running
+} submitter_t;
+
 typedef struct _job_t {
     uint8_t id [DRV_ID_SIZE];       //  client-chosen id
     struct _job_t *prev;            //  neighbours in a queue level or a worker's in-flight list
@@ -24,6 +32,7 @@ typedef struct _job_t {
     queue_t *queue;                 //  queue it belongs to
     peer_t *worker;                 //  worker running it (state RUNNING)
     uint8_t owner [DRV_ID_SIZE];    //  session of the submitting client
+    submitter_t *submitter;         //  key of the submitting client (never NULL once accepted)
     uint8_t (*watchers) [DRV_ID_SIZE];  //  other sessions to deliver to (malloc'd, rare)
     uint32_t watcher_count;         //  entries in watchers
     zmq_msg_t payload;              //  input, shared (refcounted) when sent

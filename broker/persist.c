@@ -4,6 +4,7 @@
       JOB_NEW    u8 version, id[16], owner[16], u8 priority, u32 max_attempts,
                  u32 timeout_ms, u32 backoff_ms, u32 result_ttl_s,
                  u64 created_wall, u64 wake_wall, u8 queue length, queue,
+                 [version 2: u8 submitter key length, key,]
                  then the payload to the end of the record
       JOB_RETRY  id[16], u32 attempts, u64 wake_wall, u16 error length, error
       JOB_END    id[16], u8 state, u32 attempts, u64 finished_wall,
@@ -27,7 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define RECORD_VERSION 1
+#define RECORD_VERSION 2             //  JOB_NEW; version 1 (no submitter) still replays
 #define ERROR_MAX 1024
 
 //  Little-endian writer into a caller's buffer.
@@ -114,7 +115,7 @@ typedef int (append_fn) (journal_t *journal, uint8_t type, const void *head, siz
 static int
 s_write_new (journal_t *journal, append_fn *append, const job_t *job)
 {
-    uint8_t head [128 + QUEUE_NAME_MAX];
+    uint8_t head [128 + QUEUE_NAME_MAX + 41];
     writer_t w = {head, 0};
     size_t qlen = strlen (job->queue->name);
     s_put_u8 (&w, RECORD_VERSION);
@@ -129,6 +130,10 @@ s_write_new (journal_t *journal, append_fn *append, const job_t *job)
     s_put_u64 (&w, job->wake_wall);
     s_put_u8 (&w, (uint8_t) qlen);
     s_put (&w, job->queue->name, qlen);
+    const char *key = job->submitter? job->submitter->key: "";
+    size_t klen = strlen (key);
+    s_put_u8 (&w, (uint8_t) klen);
+    s_put (&w, key, klen);
     return append (journal, PERSIST_JOB_NEW, head, w.size,
                    zmq_msg_data ((zmq_msg_t *) &job->payload),
                    zmq_msg_size ((zmq_msg_t *) &job->payload));
@@ -277,7 +282,8 @@ typedef struct {
     job_store_t *store;             //  being rebuilt
     state_t *state;                 //  shared state being rebuilt
     persist_queue_fn *queue_fn;     //  resolves queue names
-    void *arg;                      //  for queue_fn
+    persist_submitter_fn *submitter_fn; //  resolves submitter keys (may be NULL)
+    void *arg;                      //  for both
     char *why;                      //  error text out
     size_t why_size;                //  its size
     uint64_t records;               //  records applied
@@ -305,7 +311,8 @@ s_error_copy (const uint8_t *text, size_t len)
 static int
 s_replay_new (replay_t *self, reader_t *r)
 {
-    if (s_get_le (r, 1) != RECORD_VERSION)
+    uint64_t version = s_get_le (r, 1);
+    if (version != 1 && version != RECORD_VERSION)
         return s_replay_fail (self, "unknown JOB_NEW version");
     const uint8_t *id = s_get (r, DRV_ID_SIZE);
     const uint8_t *owner = s_get (r, DRV_ID_SIZE);
@@ -318,8 +325,13 @@ s_replay_new (replay_t *self, reader_t *r)
     uint64_t wake = s_get_le (r, 8);
     size_t qlen = (size_t) s_get_le (r, 1);
     const uint8_t *qname = s_get (r, qlen);
-    if (r->failed || priority >= QUEUE_LEVELS)
+    size_t klen = version >= 2? (size_t) s_get_le (r, 1): 0;
+    const uint8_t *kbytes = s_get (r, klen);
+    if (r->failed || priority >= QUEUE_LEVELS || klen > 40)
         return s_replay_fail (self, "JOB_NEW");
+    char key [41];
+    memcpy (key, kbytes, klen);
+    key [klen] = 0;
     char name [QUEUE_NAME_MAX + 1];
     memcpy (name, qname, qlen);
     name [qlen] = 0;
@@ -336,6 +348,7 @@ s_replay_new (replay_t *self, reader_t *r)
         return -1;
     }
     job->queue = queue;
+    job->submitter = self->submitter_fn? self->submitter_fn (key, self->arg): NULL;
     memcpy (job->owner, owner, DRV_ID_SIZE);
     job->priority = priority;
     job->max_attempts = max_attempts;
@@ -528,9 +541,10 @@ s_replay_record (uint8_t type, const uint8_t *body, size_t size, void *arg)
 
 int
 persist_replay (journal_t *journal, job_store_t *store, state_t *state,
-                persist_queue_fn *queue_fn, void *arg, char *why, size_t why_size)
+                persist_queue_fn *queue_fn, persist_submitter_fn *submitter_fn,
+                void *arg, char *why, size_t why_size)
 {
-    replay_t replay = {store, state, queue_fn, arg, why, why_size, 0};
+    replay_t replay = {store, state, queue_fn, submitter_fn, arg, why, why_size, 0};
     return journal_replay (journal, s_replay_record, &replay, why, why_size);
 }
 

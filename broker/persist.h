@@ -47,6 +47,8 @@ int persist_state_del (journal_t *journal, const char *ns, const uint8_t *key, s
 
 //  Finds or creates the queue of that name for a replayed job.
 typedef queue_t *(persist_queue_fn) (const char *name, void *arg);
+//  Finds or creates the submitter of that key for a replayed job.
+typedef submitter_t *(persist_submitter_fn) (const char *key, void *arg);
 
 //  Replays the journal into store. Jobs come back with their options,
 //  attempts, error, result and wake/finish times, in state QUEUED (to be
@@ -54,7 +56,8 @@ typedef queue_t *(persist_queue_fn) (const char *name, void *arg);
 //  They are in no queue list or timer yet. Returns 0, or -1 with why.
 //  Shared-state records rebuild the namespaces of state, with their seq.
 int persist_replay (journal_t *journal, job_store_t *store, state_t *state,
-                    persist_queue_fn *queue_fn, void *arg, char *why, size_t why_size);
+                    persist_queue_fn *queue_fn, persist_submitter_fn *submitter_fn,
+                    void *arg, char *why, size_t why_size);
 
 //  Rewrites the journal with only the live jobs of store and the
 //  settings of the given queues, plus every shared-state entry and each

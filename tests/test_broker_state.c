@@ -535,7 +535,7 @@ test_compaction (void)
     CHECK (journal);
     job_store_t *jobs = job_store_new ();
     state_t *state = state_new ();
-    CHECK (persist_replay (journal, jobs, state, s_no_queue, NULL, why, sizeof why) == 0);
+    CHECK (persist_replay (journal, jobs, state, s_no_queue, NULL, NULL, why, sizeof why) == 0);
     s_put (state, journal, "x", "k2", "two");
     s_put (state, journal, "x", "k1", "one");
     s_put (state, journal, "x", "k1", "uno");
@@ -551,7 +551,7 @@ test_compaction (void)
     journal = journal_open (dir, NULL, why, sizeof why);
     CHECK (journal);
     state = state_new ();
-    CHECK (persist_replay (journal, jobs, state, s_no_queue, NULL, why, sizeof why) == 0);
+    CHECK (persist_replay (journal, jobs, state, s_no_queue, NULL, NULL, why, sizeof why) == 0);
     state_ns_t *x = state_ns_find (state, "x");
     y = state_ns_find (state, "y");
     CHECK (x && x->seq == 3 && x->count == 2);
