@@ -1,0 +1,46 @@
+# Hostile input (included by tests/CMakeLists.txt): seed corpora for the
+# fuzzers, the whole-message broker fuzzer, and hostile and
+# unauthenticated peers against a real droverd.
+
+# Seeds: a valid envelope of every command for fuzz_codec, a conversation
+# per command for fuzz_broker. Written by a test that the fuzz runs require.
+add_executable(hostile_seed_corpus ${CMAKE_CURRENT_LIST_DIR}/hostile/seed_corpus.c)
+target_include_directories(hostile_seed_corpus PRIVATE ${CMAKE_CURRENT_LIST_DIR})
+target_link_libraries(hostile_seed_corpus PRIVATE drover_wire)
+set(FUZZ_BROKER_CORPUS ${CMAKE_CURRENT_BINARY_DIR}/fuzz_broker_corpus)
+add_test(NAME fuzz_seeds COMMAND hostile_seed_corpus
+  ${CMAKE_CURRENT_BINARY_DIR}/fuzz_codec_corpus ${FUZZ_BROKER_CORPUS})
+set_tests_properties(fuzz_seeds PROPERTIES FIXTURES_SETUP fuzz_seeds TIMEOUT 30)
+if(TEST fuzz_codec)
+  set_tests_properties(fuzz_codec PROPERTIES FIXTURES_REQUIRED fuzz_seeds)
+endif()
+
+# The broker fed whole multipart messages (fuzz_broker.c). Under clang the
+# broker's sources are compiled into the target so the fuzzer sees their
+# coverage; elsewhere a driver replays generated inputs.
+if(CMAKE_C_COMPILER_ID MATCHES "Clang")
+  file(GLOB HOSTILE_BROKER_SOURCES ${PROJECT_SOURCE_DIR}/broker/*.c)
+  list(REMOVE_ITEM HOSTILE_BROKER_SOURCES ${PROJECT_SOURCE_DIR}/broker/main.c)
+  set_source_files_properties(${GEN_DIR}/drover.pb-c.c PROPERTIES GENERATED TRUE)
+  add_executable(fuzz_broker ${CMAKE_CURRENT_LIST_DIR}/fuzz_broker.c ${HOSTILE_BROKER_SOURCES}
+    ${PROJECT_SOURCE_DIR}/sdk/src/codec.c ${PROJECT_SOURCE_DIR}/sdk/src/util.c
+    ${GEN_DIR}/drover.pb-c.c)
+  target_compile_definitions(fuzz_broker PRIVATE DROVER_LIBFUZZER)
+  target_include_directories(fuzz_broker PRIVATE ${CMAKE_CURRENT_LIST_DIR}
+    ${PROJECT_SOURCE_DIR}/broker ${PROJECT_SOURCE_DIR}/sdk/src ${GEN_DIR})
+  target_compile_options(fuzz_broker PRIVATE -fsanitize=fuzzer,address,undefined
+    -fno-sanitize-recover=undefined -fno-omit-frame-pointer)
+  target_link_options(fuzz_broker PRIVATE -fsanitize=fuzzer,address,undefined)
+  target_link_libraries(fuzz_broker PRIVATE PkgConfig::ZMQ PkgConfig::CZMQ
+    PkgConfig::PROTOBUFC PkgConfig::SODIUM Threads::Threads)
+  add_dependencies(fuzz_broker drover_wire_obj)
+  add_test(NAME fuzz_broker COMMAND fuzz_broker -max_total_time=25 -timeout=30
+    -rss_limit_mb=4096 -print_final_stats=1 ${FUZZ_BROKER_CORPUS})
+  set_tests_properties(fuzz_broker PROPERTIES TIMEOUT 90 FIXTURES_REQUIRED fuzz_seeds)
+else()
+  add_executable(fuzz_broker_corpus ${CMAKE_CURRENT_LIST_DIR}/fuzz_broker.c)
+  target_include_directories(fuzz_broker_corpus PRIVATE ${CMAKE_CURRENT_LIST_DIR})
+  target_link_libraries(fuzz_broker_corpus PRIVATE drover_broker)
+  add_test(NAME fuzz_broker_corpus COMMAND fuzz_broker_corpus)
+  set_tests_properties(fuzz_broker_corpus PROPERTIES TIMEOUT 60)
+endif()
