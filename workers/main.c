@@ -98,12 +98,17 @@ main (int argc, char *argv [])
     }
     if (options.help || options.version) {
         if (options.help)
-            options_usage (stdout);
+            options_usage (&options, stdout);
         else
             printf (S_PROGRAM " %d.%d.%d\n", DROVER_VERSION_MAJOR, DROVER_VERSION_MINOR,
                     DROVER_VERSION_PATCH);
         options_free (&options);
         return 0;
+    }
+    if (options.print_config) {
+        options_print (&options, stdout);
+        options_free (&options);
+        return fflush (stdout) == 0? 0: 1;
     }
     drv_log_setup (options.log_level, options.log_json);
     if (s_check_keys (&options.connect)) {

@@ -1,181 +1,150 @@
-/*  options.c - drover-worker's command line (internal).
+/*  options.c - drover-worker's settings (internal).
+
+    One table declares every setting; sdk/src/conf.c reads it from the
+    command line, the environment and the config file.
 */
 #include "options.h"
 
-#include <errno.h>
-#include <getopt.h>
-#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
-enum {
-    S_OPT_BROKER = 256, S_OPT_SERVER_KEY, S_OPT_CERT, S_OPT_INSECURE, S_OPT_EXEC,
-    S_OPT_PLUGIN, S_OPT_PROCESSES, S_OPT_CONCURRENCY, S_OPT_PREFETCH, S_OPT_NAME,
-    S_OPT_LOG_LEVEL, S_OPT_LOG_JSON, S_OPT_VERSION
-};
+static const char *s_log_levels [] = {"debug", "info", "warn", "error", NULL};
+static const char *s_log_formats [] = {"text", "json", NULL};
 
-static const struct option s_options [] = {
-    {"broker", required_argument, NULL, S_OPT_BROKER},
-    {"server-key", required_argument, NULL, S_OPT_SERVER_KEY},
-    {"cert", required_argument, NULL, S_OPT_CERT},
-    {"insecure", no_argument, NULL, S_OPT_INSECURE},
-    {"queue", required_argument, NULL, 'q'},
-    {"exec", required_argument, NULL, S_OPT_EXEC},
-    {"plugin", required_argument, NULL, S_OPT_PLUGIN},
-    {"processes", required_argument, NULL, S_OPT_PROCESSES},
-    {"concurrency", required_argument, NULL, S_OPT_CONCURRENCY},
-    {"prefetch", required_argument, NULL, S_OPT_PREFETCH},
-    {"name", required_argument, NULL, S_OPT_NAME},
-    {"log-level", required_argument, NULL, S_OPT_LOG_LEVEL},
-    {"log-json", no_argument, NULL, S_OPT_LOG_JSON},
-    {"version", no_argument, NULL, S_OPT_VERSION},
-    {"help", no_argument, NULL, 'h'},
-    {NULL, 0, NULL, 0}
-};
+static int
+s_check_command (const char *text, char **out, char *why, size_t why_size)
+{
+    (void) out;
+    if (*text)
+        return 0;
+    snprintf (why, why_size, "needs a command");
+    return -1;
+}
+
+//  Targets filled by the loader that are not options_t fields as they are.
+typedef struct {
+    drv_conf_list_t queues;     //  --queue, repeatable or comma-separated
+    int log_level;              //  index into s_log_levels
+    int log_format;             //  index into s_log_formats
+    const char *config_file;    //  --config, read by the loader itself
+} s_extra_t;
+
+static s_extra_t s_extra;
 
 void
-options_usage (FILE *out)
+options_usage (options_t *self, FILE *out)
 {
     fputs (
 "usage: drover-worker --broker EP --server-key PUBLIC_CERT --cert SECRET_CERT\n"
 "                     --queue NAME (--exec CMD | --plugin LIB:SYMBOL) [options]\n"
 "\n"
 "Serves queues of a Drover broker with a pool of worker processes.\n"
+"Settings come from flags, then DROVER_* environment variables, then the\n"
+"config file (--config FILE or DROVER_CONFIG), then the defaults.\n"
+"\n", out);
+    if (self && self->conf)
+        drv_conf_usage (self->conf, out);
+    fputs (
 "\n"
-"  --broker EP           broker worker endpoint, e.g. tcp://host:5556 (DROVER_BROKER)\n"
-"  --server-key PATH     broker's public certificate (DROVER_SERVER_KEY)\n"
-"  --cert PATH           our secret certificate (DROVER_CERT)\n"
-"  --insecure            plaintext, for a broker run with --insecure (DROVER_INSECURE=1)\n"
-"  -q, --queue NAME      queue to serve; repeat for several (same handler)\n"
-"  --exec CMD            run `/bin/sh -c CMD` per job: payload on stdin, result\n"
-"                        from stdout; non-zero exit fails the job with stderr;\n"
-"                        DROVER_JOB_ID, DROVER_QUEUE, DROVER_ATTEMPT and\n"
-"                        DROVER_SUBMITTER (the submitting key) are set\n"
-"  --plugin LIB:SYMBOL   dlopen LIB and call SYMBOL (a drover_handler_fn) per job\n"
-"  --processes N         worker processes (default: one per CPU); 0 = serve in\n"
-"                        this process, without a supervisor\n"
-"  --concurrency N       handler threads per process (default 1)\n"
-"  --prefetch N          jobs each process holds beyond those running (default\n"
-"                        2 x concurrency; 0 for long jobs: take one when free)\n"
-"  --name LABEL          worker label in broker logs (default host:pid)\n"
-"  --log-level LEVEL     debug, info, warn or error (default info)\n"
-"  --log-json            log one JSON object per line\n"
-"  --version, -h --help\n"
+"--exec runs `/bin/sh -c CMD` per job: payload on stdin, result from stdout;\n"
+"a non-zero exit fails the job with stderr. DROVER_JOB_ID, DROVER_QUEUE,\n"
+"DROVER_ATTEMPT and DROVER_SUBMITTER (the submitting key) are set for it.\n"
+"--plugin dlopens LIB and calls SYMBOL (a drover_handler_fn) per job.\n"
 "\n"
 "SIGTERM or SIGINT drains: in-flight jobs finish, no new ones are taken;\n"
 "a second signal kills the workers. Exit status: 0 drained, 1 error,\n"
 "2 bad usage, 3 cannot reach or authenticate to the broker.\n", out);
 }
 
-//  Strict decimal in [min, max]; "12x", "" and overflow are refused.
-static int
-s_parse_int (const char *text, int min, int max, int *value)
+void
+options_print (options_t *self, FILE *out)
 {
-    if (!text || !*text)
-        return -1;
-    char *end;
-    errno = 0;
-    long parsed = strtol (text, &end, 10);
-    if (errno || *end || parsed < min || parsed > max)
-        return -1;
-    *value = (int) parsed;
-    return 0;
-}
-
-static int
-s_number (const char *option, const char *text, int min, int *value, char *why, size_t why_size)
-{
-    if (s_parse_int (text, min, 1000000, value) == 0)
-        return 0;
-    snprintf (why, why_size, "--%s wants a whole number >= %d, got '%s'", option, min, text);
-    return -1;
+    drv_conf_print (self->conf, out);
 }
 
 int
 options_parse (options_t *self, int argc, char *argv [], char *why, size_t why_size)
 {
     memset (self, 0, sizeof *self);
-    self->processes = -1;
-    self->prefetch = -1;
-    self->log_level = DRV_LOG_INFO;
-    drv_log_parse_level (getenv ("DROVER_LOG_LEVEL"), &self->log_level);
-    self->log_json = getenv ("DROVER_LOG_FORMAT") && strcmp (getenv ("DROVER_LOG_FORMAT"), "json") == 0;
+    memset (&s_extra, 0, sizeof s_extra);
     why [0] = 0;
-    self->queues = calloc ((size_t) argc + 1, sizeof (char *));
-    if (!self->queues) {
+    const drv_conf_option_t table [] = {
+        { .name = "config", .type = DRV_CONF_STRING, .target = &s_extra.config_file, .arg = "FILE",
+          .flags = DRV_CONF_NO_FILE,
+          .help = "read settings from FILE (lines `name = value`)" },
+        { .name = "broker", .type = DRV_CONF_STRING, .target = &self->connect.endpoint,
+          .arg = "EP", .help = "broker worker endpoint, e.g. tcp://host:5556" },
+        { .name = "server-key", .type = DRV_CONF_STRING, .target = &self->connect.server_key,
+          .arg = "PATH", .help = "broker's public certificate" },
+        { .name = "cert", .type = DRV_CONF_STRING, .target = &self->connect.cert,
+          .arg = "PATH", .help = "our secret certificate" },
+        { .name = "insecure", .type = DRV_CONF_BOOL, .target = &self->connect.insecure,
+          .help = "plaintext, for a broker run with --insecure" },
+        { .name = "queue", .letter = 'q', .type = DRV_CONF_LIST, .target = &s_extra.queues,
+          .arg = "NAME", .help = "queue to serve; repeat (or separate with commas) for\n"
+                                 "several, all with the same handler" },
+        { .name = "exec", .type = DRV_CONF_STRING, .target = &self->exec_cmd, .arg = "CMD",
+          .check = s_check_command, .help = "run CMD with /bin/sh per job (see below)" },
+        { .name = "plugin", .type = DRV_CONF_STRING, .target = &self->plugin_spec,
+          .arg = "LIB:SYMBOL", .help = "call SYMBOL of the library LIB per job" },
+        { .name = "processes", .type = DRV_CONF_INT, .target = &self->processes,
+          .value = "auto", .min = 0, .max = 1000000, .word = "auto", .word_value = -1,
+          .arg = "N", .help = "worker processes (auto: one per CPU); 0 = serve in\n"
+                              "this process, without a supervisor" },
+        { .name = "concurrency", .type = DRV_CONF_INT, .target = &self->concurrency,
+          .value = "1", .min = 1, .max = 1000000, .arg = "N",
+          .help = "handler threads per process" },
+        { .name = "prefetch", .type = DRV_CONF_INT, .target = &self->prefetch,
+          .value = "auto", .min = 0, .max = 1000000, .word = "auto", .word_value = -1,
+          .arg = "N", .help = "jobs each process holds beyond those running (auto:\n"
+                              "2 x concurrency; 0 for long jobs: take one when free)" },
+        { .name = "name", .type = DRV_CONF_STRING, .target = &self->connect.name,
+          .arg = "LABEL", .help = "worker label in broker logs (default host:pid)" },
+        { .name = "log-level", .type = DRV_CONF_CHOICE, .target = &s_extra.log_level,
+          .value = "info", .choices = s_log_levels, .arg = "LEVEL",
+          .help = "debug, info, warn or error" },
+        { .name = "log-format", .type = DRV_CONF_CHOICE, .target = &s_extra.log_format,
+          .value = "text", .choices = s_log_formats, .arg = "F", .help = "text or json" },
+        { .name = "log-json", .type = DRV_CONF_ALIAS, .alias = "log-format", .value = "json",
+          .help = "same as --log-format json" },
+        { .name = "print-config", .type = DRV_CONF_BOOL, .target = &self->print_config,
+          .flags = DRV_CONF_FLAG_ONLY,
+          .help = "print the settings in effect as a config file, and exit" },
+        { .name = "version", .type = DRV_CONF_BOOL, .target = &self->version,
+          .flags = DRV_CONF_FLAG_ONLY, .help = "print the version and exit" },
+        { .name = "help", .letter = 'h', .type = DRV_CONF_BOOL, .target = &self->help,
+          .flags = DRV_CONF_FLAG_ONLY, .help = "this text" },
+    };
+    size_t count = sizeof table / sizeof table [0];
+    self->table = malloc (sizeof table);
+    if (self->table)
+        memcpy (self->table, table, sizeof table);
+    self->conf = self->table? drv_conf_new ("drover-worker", self->table, count): NULL;
+    if (!self->conf) {
         snprintf (why, why_size, "out of memory");
         return -1;
     }
-    //  We print our own one-line errors; getopt's are two-line and vague.
-    opterr = 0;
-    optind = 1;
-    int opt;
-    while ((opt = getopt_long (argc, argv, ":q:h", s_options, NULL)) != -1) {
-        int rc = 0;
-        switch (opt) {
-            case S_OPT_BROKER:      self->connect.endpoint = optarg; break;
-            case S_OPT_SERVER_KEY:  self->connect.server_key = optarg; break;
-            case S_OPT_CERT:        self->connect.cert = optarg; break;
-            case S_OPT_INSECURE:    self->connect.insecure = true; break;
-            case 'q':               self->queues [self->queue_count++] = optarg; break;
-            case S_OPT_NAME:        self->connect.name = optarg; break;
-            case S_OPT_LOG_JSON:    self->log_json = true; break;
-            case S_OPT_VERSION:     self->version = true; break;
-            case 'h':               self->help = true; break;
-            case S_OPT_EXEC:
-                if (self->exec_cmd || !*optarg) {
-                    snprintf (why, why_size, self->exec_cmd ? "--exec given twice"
-                                                            : "--exec needs a command");
-                    rc = -1;
-                }
-                self->exec_cmd = optarg;
-                break;
-            case S_OPT_PLUGIN:
-                if (self->plugin_spec) {
-                    snprintf (why, why_size, "--plugin given twice");
-                    rc = -1;
-                }
-                self->plugin_spec = optarg;
-                break;
-            case S_OPT_PROCESSES:
-                rc = s_number ("processes", optarg, 0, &self->processes, why, why_size);
-                break;
-            case S_OPT_CONCURRENCY:
-                rc = s_number ("concurrency", optarg, 1, &self->concurrency, why, why_size);
-                break;
-            case S_OPT_PREFETCH:
-                rc = s_number ("prefetch", optarg, 0, &self->prefetch, why, why_size);
-                break;
-            case S_OPT_LOG_LEVEL:
-                if (drv_log_parse_level (optarg, &self->log_level)) {
-                    snprintf (why, why_size, "--log-level wants debug, info, warn or error, got '%s'",
-                              optarg);
-                    rc = -1;
-                }
-                break;
-            case ':':
-                snprintf (why, why_size, "%s needs a value", argv [optind - 1]);
-                rc = -1;
-                break;
-            default:
-                if (optopt)
-                    snprintf (why, why_size, "unknown option '-%c'", optopt);
-                else
-                    snprintf (why, why_size, "unknown option '%s'", argv [optind - 1]);
-                rc = -1;
-                break;
-        }
-        if (rc)
-            return -1;
-    }
+    if (drv_conf_load (self->conf, argc, argv, why, why_size))
+        return -1;
+    self->queues = s_extra.queues.items;
+    self->queue_count = s_extra.queues.count;
+    self->log_level = (drv_log_level_t) s_extra.log_level;
+    self->log_json = s_extra.log_format == 1;
     if (self->help || self->version)
         return 0;
-    if (optind < argc) {
-        snprintf (why, why_size, "unexpected argument '%s'", argv [optind]);
-        return -1;
-    }
-    drover_connect_from_env (&self->connect);
 
+    //  One handler: a higher source's choice replaces a lower one's (a
+    //  --plugin flag overrides exec in the file); from the same source
+    //  both is an error.
+    if (self->exec_cmd && self->plugin_spec) {
+        drv_conf_source_t exec_from = drv_conf_source (self->conf, "exec");
+        drv_conf_source_t plugin_from = drv_conf_source (self->conf, "plugin");
+        if (exec_from > plugin_from)
+            self->plugin_spec = NULL;
+        else
+        if (plugin_from > exec_from)
+            self->exec_cmd = NULL;
+    }
     if (!self->connect.endpoint || !*self->connect.endpoint) {
         snprintf (why, why_size, "no broker: give --broker EP or set DROVER_BROKER");
         return -1;
@@ -213,7 +182,9 @@ options_parse (options_t *self, int argc, char *argv [], char *why, size_t why_s
 void
 options_free (options_t *self)
 {
-    free (self->queues);
+    drv_conf_destroy (&self->conf);
+    free (self->table);
+    self->table = NULL;
     self->queues = NULL;
     self->queue_count = 0;
 }
