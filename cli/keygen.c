@@ -2,8 +2,9 @@
 
     Keys are CZMQ certificates (ZPL text): PATH holds the public key, and
     PATH_secret the public and secret keys. The role travels in both as
-    metadata/role, so the public copy dropped into the broker's allow list
-    tells the broker what the key may do.
+    metadata/role (and an optional queue limit as metadata/queues), so the
+    public copy dropped into the broker's allow list tells the broker what
+    the key may do.
 */
 #include "common.h"
 
@@ -17,26 +18,89 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+//  Longest entry of a --queues list: a queue name and a trailing '*'
+#define QUEUE_PATTERN_MAX 129
+
 static const char *s_usage =
-    "Usage: drover keygen PATH [--role producer|worker|admin] [--force]\n"
+    "Usage: drover keygen PATH [--role producer|worker|admin] [--queues LIST] [--force]\n"
     "\n"
     "Writes a new CURVE key pair as CZMQ certificates:\n"
     "  PATH          the public certificate: put it in the broker's allow list\n"
     "                (for the broker's own key: give it to clients as --server-key)\n"
     "  PATH_secret   the secret certificate, mode 0600: the program using the key\n"
     "                takes it as --cert; never share it\n"
-    "The role is stored in both files; the broker admits a key only with the\n"
-    "rights of its role. The secret key is never printed.\n"
+    "The role (and queue limit) is stored in both files; the broker admits a\n"
+    "key only with the rights of its role. The secret key is never printed.\n"
     "\n"
     "Options:\n"
-    "  -r, --role ROLE   producer (default), worker or admin\n"
-    "  -f, --force       replace existing files\n"
-    "  -h, --help        show this help\n";
+    "  -r, --role ROLE     producer (default), worker or admin\n"
+    "  -q, --queues LIST   limit the key to these queues: comma-separated names,\n"
+    "                      an entry ending in * stands for every queue with that\n"
+    "                      prefix (e.g. 'billing,reports.*'); default: all queues\n"
+    "  -f, --force         replace existing files\n"
+    "  -h, --help          show this help\n";
 
 static bool
 s_valid_role (const char *role)
 {
     return streq (role, "producer") || streq (role, "worker") || streq (role, "admin");
+}
+
+//  Checks a --queues list and returns it normalised (entries without the
+//  blanks around them, joined by commas) in a new string. Each entry is a
+//  queue name, optionally ending in '*' (a prefix; "*" alone is every
+//  queue). Returns NULL with a reason in why when the list is bad.
+static char *
+s_queue_list (const char *text, char *why, size_t why_size)
+{
+    char *list = (char *) malloc (strlen (text) + 1);
+    if (!list) {
+        snprintf (why, why_size, "out of memory");
+        return NULL;
+    }
+    size_t out = 0;
+    const char *item = text;
+    while (true) {
+        while (*item == ' ' || *item == '\t')
+            item++;
+        const char *end = strchr (item, ',');
+        if (!end)
+            end = item + strlen (item);
+        const char *last = end;
+        while (last > item && (last [-1] == ' ' || last [-1] == '\t'))
+            last--;
+        size_t len = (size_t) (last - item);
+        if (len == 0) {
+            snprintf (why, why_size, "empty entry in queue list '%s'", text);
+            free (list);
+            return NULL;
+        }
+        //  The name part: the entry without its trailing '*', if any
+        char name [QUEUE_PATTERN_MAX + 1];
+        size_t name_len = item [len - 1] == '*'? len - 1: len;
+        bool valid = name_len < sizeof name;
+        if (valid && name_len > 0) {
+            memcpy (name, item, name_len);
+            name [name_len] = 0;
+            valid = drover_queue_name_valid (name);
+        }
+        if (!valid) {
+            snprintf (why, why_size, "bad entry '%.*s' in queue list: a queue name "
+                      "(1-128 of A-Z a-z 0-9 . _ - :) optionally ending in *",
+                      (int) (len > 200? 200: len), item);
+            free (list);
+            return NULL;
+        }
+        if (out)
+            list [out++] = ',';
+        memcpy (list + out, item, len);
+        out += len;
+        if (!*end)
+            break;
+        item = end + 1;
+    }
+    list [out] = 0;
+    return list;
 }
 
 static bool
@@ -58,8 +122,11 @@ s_cert_save (zcert_t *cert, const char *path, const char *secret)
     umask (umask_before);
 
     errno = 0;
-    if (zcert_save_public (cert, path)) {
+    //  Whoever may change a public certificate in an allow-list may change
+    //  the key's rights: never leave it writable by group or others
+    if (zcert_save_public (cert, path) || chmod (path, 0644 & ~umask_before)) {
         cli_error ("cannot write '%s': %s", path, errno? strerror (errno): "failed");
+        unlink (path);
         umask (umask_before);
         return -1;
     }
@@ -77,8 +144,10 @@ s_cert_save (zcert_t *cert, const char *path, const char *secret)
     return 0;
 }
 
-int
-cli_cert_write (const char *path, const char *role, bool force, char *public_txt)
+//  cli_cert_write with an optional queue limit (a normalised list).
+static int
+s_cert_write (const char *path, const char *role, const char *queues, bool force,
+              char *public_txt)
 {
     int rc = -1;
     char *secret = zsys_sprintf ("%s_secret", path);
@@ -109,6 +178,8 @@ cli_cert_write (const char *path, const char *role, bool force, char *public_txt
     }
     if (role)
         zcert_set_meta (cert, "role", "%s", role);
+    if (queues)
+        zcert_set_meta (cert, "queues", "%s", queues);
     if (s_cert_save (cert, path, secret))
         goto done;
     if (public_txt)
@@ -121,23 +192,34 @@ done:
 }
 
 int
+cli_cert_write (const char *path, const char *role, bool force, char *public_txt)
+{
+    return s_cert_write (path, role, NULL, force, public_txt);
+}
+
+int
 cli_keygen (int argc, char **argv)
 {
     static const struct option options [] = {
-        { "role",  required_argument, NULL, 'r' },
-        { "force", no_argument,       NULL, 'f' },
-        { "help",  no_argument,       NULL, 'h' },
+        { "role",   required_argument, NULL, 'r' },
+        { "queues", required_argument, NULL, 'q' },
+        { "force",  no_argument,       NULL, 'f' },
+        { "help",   no_argument,       NULL, 'h' },
         { NULL, 0, NULL, 0 }
     };
     const char *role = "producer";
+    const char *queues_arg = NULL;
     bool force = false;
     int opt;
-    while ((opt = cli_getopt (argc, argv, ":r:fh", options)) != -1) {
+    while ((opt = cli_getopt (argc, argv, ":r:q:fh", options)) != -1) {
         switch (opt) {
             case 'r':
                 role = optarg;
                 if (!s_valid_role (role))
                     return cli_usage (argv [0], "role must be producer, worker or admin, not '%s'", role);
+                break;
+            case 'q':
+                queues_arg = optarg;
                 break;
             case 'f':
                 force = true;
@@ -157,14 +239,25 @@ cli_keygen (int argc, char **argv)
     if (!*path)
         return cli_usage (argv [0], "PATH is empty");
 
+    char *queues = NULL;
+    if (queues_arg) {
+        char why [320];
+        queues = s_queue_list (queues_arg, why, sizeof why);
+        if (!queues)
+            return cli_usage (argv [0], "%s", why);
+    }
+
     char public_txt [41];
-    if (cli_cert_write (path, role, force, public_txt))
-        return CLI_EXIT_FAILED;
-    printf ("wrote %s (public certificate) and %s_secret (secret certificate, mode 0600)\n",
-            path, path);
-    printf ("role: %s\n", role);
-    printf ("public key: %s\n", public_txt);
-    return CLI_EXIT_OK;
+    int rc = s_cert_write (path, role, queues, force, public_txt);
+    if (rc == 0) {
+        printf ("wrote %s (public certificate) and %s_secret (secret certificate, mode 0600)\n",
+                path, path);
+        printf ("role: %s\n", role);
+        printf ("queues: %s\n", queues? queues: "all");
+        printf ("public key: %s\n", public_txt);
+    }
+    free (queues);
+    return rc? CLI_EXIT_FAILED: CLI_EXIT_OK;
 }
 
 //  Key rings -----------------------------------------------------------------
