@@ -195,6 +195,26 @@ typedef struct {
     double done_rate;         //  finished per second (likewise)
 } drover_queue_stats_t;
 
+typedef enum {
+    DROVER_PEER_CLIENT = 1,   //  a producer or other client
+    DROVER_PEER_WORKER = 2    //  a worker
+} drover_peer_kind_t;
+
+//  One peer connected to the broker. Strings are NUL-terminated (cut if
+//  longer); queues and its strings belong to the drover_stats_t.
+typedef struct {
+    drover_peer_kind_t kind;  //  client or worker
+    char name [128];          //  label it gave (host:pid by default)
+    char key [41];            //  Z85 public key, "" on an insecure broker
+    char role [16];           //  its key's role: producer, worker or admin
+    const char **queues;      //  worker: names of the queues it serves
+    size_t queue_count;       //  entries in queues
+    uint32_t credit;          //  worker: jobs it will still accept
+    uint32_t inflight;        //  worker: jobs it holds now
+    uint64_t connected_ms;    //  Unix ms of its hello
+    uint64_t idle_ms;         //  since its last message
+} drover_peer_info_t;
+
 typedef struct {
     uint32_t workers;
     uint32_t clients;
@@ -202,10 +222,15 @@ typedef struct {
     uint64_t jobs_stored;
     size_t queue_count;
     drover_queue_stats_t *queues;   //  array of queue_count entries
+    size_t peer_count;              //  entries in peers
+    drover_peer_info_t *peers;      //  connected peers the broker lists: every
+                                    //  worker, and the clients too when our
+                                    //  key is an admin's; NULL when none
 } drover_stats_t;
 
 //  Fetches broker statistics into a new drover_stats_t that the caller frees
-//  with drover_stats_destroy(). Blocks up to timeout_ms.
+//  with drover_stats_destroy(), which frees the queues and peers arrays (and
+//  every string they hold) with it. Blocks up to timeout_ms.
 int drover_stats (drover_client_t *client, drover_stats_t **stats_p, int timeout_ms);
 void drover_stats_destroy (drover_stats_t **stats_p);
 

@@ -846,6 +846,50 @@ s_on_dead_reply (drover_client_t *self, request_t *req, drv_msg_t *msg)
         s_request_done (self, req, 0);
 }
 
+//  Copies the StatsReply's peers into stats: the array, and per worker its
+//  queue names in one block (the pointer array followed by the strings).
+//  Returns 0 or -1 when out of memory (what was copied stays for
+//  drover_stats_destroy).
+static int
+s_stats_copy_peers (drover_stats_t *stats, const drv_msg_t *msg)
+{
+    stats->peers = calloc (msg->stats.peer_count, sizeof (drover_peer_info_t));
+    if (!stats->peers)
+        return -1;
+    stats->peer_count = msg->stats.peer_count;
+    for (size_t i = 0; i < msg->stats.peer_count; i++) {
+        const drv_peer_info_t *in = &msg->stats.peers [i];
+        drover_peer_info_t *out = &stats->peers [i];
+        out->kind = in->kind == DRV_PEER_WORKER? DROVER_PEER_WORKER: DROVER_PEER_CLIENT;
+        snprintf (out->name, sizeof out->name, "%s", in->name? in->name: "");
+        snprintf (out->key, sizeof out->key, "%s", in->key? in->key: "");
+        snprintf (out->role, sizeof out->role, "%s", in->role? in->role: "");
+        out->credit = in->credit;
+        out->inflight = in->inflight;
+        out->connected_ms = in->connected_ms;
+        out->idle_ms = in->idle_ms;
+        if (in->queue_count == 0)
+            continue;
+        size_t size = in->queue_count * sizeof (char *);
+        for (size_t q = 0; q < in->queue_count; q++)
+            size += strlen (in->queues [q]? in->queues [q]: "") + 1;
+        char **block = malloc (size);
+        if (!block)
+            return -1;
+        char *text = (char *) (block + in->queue_count);
+        for (size_t q = 0; q < in->queue_count; q++) {
+            const char *name = in->queues [q]? in->queues [q]: "";
+            size_t length = strlen (name) + 1;
+            memcpy (text, name, length);
+            block [q] = text;
+            text += length;
+        }
+        out->queues = (const char **) block;
+        out->queue_count = in->queue_count;
+    }
+    return 0;
+}
+
 static void
 s_on_stats_reply (drover_client_t *self, drv_msg_t *msg)
 {
@@ -894,6 +938,11 @@ s_on_stats_reply (drover_client_t *self, drv_msg_t *msg)
         out->dead = in->dead;
         out->submit_rate = in->submit_rate;
         out->done_rate = in->done_rate;
+    }
+    if (msg->stats.peer_count && s_stats_copy_peers (stats, msg)) {
+        drover_stats_destroy (&stats);
+        s_request_done (self, req, DROVER_ENOMEM);
+        return;
     }
     req->stats = stats;
     s_request_done (self, req, 0);
@@ -1776,8 +1825,12 @@ drover_stats_destroy (drover_stats_t **stats_p)
 {
     if (!stats_p || !*stats_p)
         return;
-    free ((*stats_p)->queues);
-    free (*stats_p);
+    drover_stats_t *stats = *stats_p;
+    for (size_t i = 0; i < stats->peer_count; i++)
+        free ((void *) stats->peers [i].queues);
+    free (stats->peers);
+    free (stats->queues);
+    free (stats);
     *stats_p = NULL;
 }
 
