@@ -655,12 +655,24 @@ s_job_attempt_failed (broker_t *self, job_t *job, const char *error, bool no_ret
         }
         s_account (self, job);
         s_persist (self, persist_job_retry, job);
+        if (drv_log_enabled (DRV_LOG_DEBUG)) {
+            char hex [33];
+            drv_hex (job->id, DRV_ID_SIZE, hex);
+            drv_log_job (DRV_LOG_DEBUG, "broker", hex, "attempt %u failed, retry in %" PRIu64
+                         " ms: %.200s", job->attempts, delay, error);
+        }
         return;
     }
     if (!no_retry) {
         char text [512];
         snprintf (text, sizeof text, "failed after %u attempts: %s", job->attempts, error);
         job_set_error (job, text);
+    }
+    if (s_log_allowed (self)) {
+        char hex [33];
+        drv_hex (job->id, DRV_ID_SIZE, hex);
+        drv_log_job (DRV_LOG_INFO, "broker", hex, "failed in queue %s, moved to the dead letters: "
+                     "%.200s", job->queue->name, job->error? job->error: "");
     }
     s_job_finish (self, job, DRV_JOB_FAILED);
 }
@@ -983,8 +995,9 @@ s_on_submit (broker_t *self, peer_t *client, drv_msg_t *msg)
         if (code != DRV_CODE_OK) {
             char hex [33];
             drv_hex (spec->id, DRV_ID_SIZE, hex);
-            s_warn (self, "job %s from %s (key %s) to queue %s refused: %s", hex, client->name,
-                    *client->key? client->key: "-", spec->queue, why);
+            if (s_log_allowed (self))
+                drv_log_job (DRV_LOG_WARN, "broker", hex, "from %s (key %s) to queue %s refused: %s",
+                             client->name, *client->key? client->key: "-", spec->queue, why);
             ack->code = code;
             ack->message = why;
             continue;
@@ -1577,10 +1590,21 @@ s_on_report (broker_t *self, peer_t *worker, drv_msg_t *msg)
         if (worker->credit < CREDIT_CAP)
             worker->credit++;
         job_t *job = job_store_find (self->jobs, result->id);
+        char hex [33];
+        drv_hex (result->id, DRV_ID_SIZE, hex);
         if (!job || job->state >= DRV_JOB_DONE) {
-            char hex [33];
-            drv_hex (result->id, DRV_ID_SIZE, hex);
-            drv_log (DRV_LOG_DEBUG, "broker", "late result for job %s ignored", hex);
+            drv_log_job (DRV_LOG_DEBUG, "broker", hex, "late result from %s ignored", worker->name);
+            continue;
+        }
+        //  Only a worker of the job's queue may settle it
+        bool serves = false;
+        for (size_t q = 0; !serves && q < worker->queue_count; q++)
+            serves = worker->queues [q] == job->queue;
+        if (!serves) {
+            if (s_log_allowed (self))
+                drv_log_job (DRV_LOG_WARN, "broker", hex, "result from worker %s (key %s) ignored: "
+                             "it does not serve queue %s", worker->name,
+                             *worker->key? worker->key: "-", job->queue->name);
             continue;
         }
         //  The first result of any attempt wins; another worker still
@@ -1589,6 +1613,8 @@ s_on_report (broker_t *self, peer_t *worker, drv_msg_t *msg)
         if (result->state == DRV_JOB_DONE) {
             zmq_msg_move (&job->result, &self->frames.msg [2 + i]);
             job_set_error (job, NULL);
+            drv_log_job (DRV_LOG_DEBUG, "broker", hex, "done by %s (attempt %u)",
+                         worker->name, job->attempts);
             s_job_finish (self, job, DRV_JOB_DONE);
         }
         else {

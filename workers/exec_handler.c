@@ -47,7 +47,7 @@ exec_handler (drover_job_t *job, void *arg)
         //  descriptors): retryable, perhaps on another worker.
         char text [256];
         snprintf (text, sizeof text, "cannot run command: %s", strerror (errno));
-        drv_log (DRV_LOG_ERROR, "worker", "job %s: %s", drover_job_id (job), text);
+        drv_log_job (DRV_LOG_ERROR, "worker", drover_job_id (job), "%s", text);
         drover_job_set_error (job, text, false);
         return -1;
     }
@@ -60,16 +60,15 @@ exec_handler (drover_job_t *job, void *arg)
             drover_job_set_error (job, "out of memory storing the result", false);
             rc = -1;
         }
-        drv_log (DRV_LOG_DEBUG, "worker", "job %s done in %" PRIu64 " ms (%zu bytes)",
-                 drover_job_id (job), result.elapsed_ms, out_size);
+        drv_log_job (DRV_LOG_DEBUG, "worker", drover_job_id (job), "done in %" PRIu64 " ms (%zu bytes)",
+                     result.elapsed_ms, out_size);
     }
     else {
         char text [S_ERROR_TEXT];
         exec_result_describe (&result, &opts, text, sizeof text);
         drover_job_set_error (job, text, false);
-        drv_log (result.cancelled ? DRV_LOG_DEBUG : DRV_LOG_INFO, "worker",
-                 "job %s attempt %" PRIu32 " failed: %.200s",
-                 drover_job_id (job), drover_job_attempt (job), text);
+        drv_log_job (result.cancelled ? DRV_LOG_DEBUG : DRV_LOG_INFO, "worker", drover_job_id (job),
+                     "attempt %" PRIu32 " failed: %.200s", drover_job_attempt (job), text);
         rc = -1;
     }
     exec_result_free (&result);

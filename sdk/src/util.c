@@ -129,17 +129,12 @@ s_json_escape (FILE *out, const char *text)
     }
 }
 
-void
-drv_log (drv_log_level_t level, const char *component, const char *format, ...)
+static void
+s_log_line (drv_log_level_t level, const char *component, const char *job,
+            const char *format, va_list args)
 {
-    pthread_once (&s_log_env_once, s_log_from_env);
-    if (level < s_log_level)
-        return;
     char text [1024];
-    va_list args;
-    va_start (args, format);
     vsnprintf (text, sizeof text, format, args);
-    va_end (args);
 
     struct timespec ts;
     clock_gettime (CLOCK_REALTIME, &ts);
@@ -153,15 +148,50 @@ drv_log (drv_log_level_t level, const char *component, const char *format, ...)
         fprintf (stderr, "{\"ts\":\"%s.%03ldZ\",\"level\":\"%s\",\"component\":\"",
                  stamp, ts.tv_nsec / 1000000, s_level_names [level]);
         s_json_escape (stderr, component);
+        if (job) {
+            fputs ("\",\"job\":\"", stderr);
+            s_json_escape (stderr, job);
+        }
         fputs ("\",\"msg\":\"", stderr);
         s_json_escape (stderr, text);
         fputs ("\"}\n", stderr);
     }
     else
-        fprintf (stderr, "%s.%03ldZ %-5s %s: %s\n", stamp, ts.tv_nsec / 1000000,
-                 s_level_names [level], component, text);
+        fprintf (stderr, "%s.%03ldZ %-5s %s: %s%s%s%s\n", stamp, ts.tv_nsec / 1000000,
+                 s_level_names [level], component, job? "job=": "", job? job: "", job? " ": "",
+                 text);
     fflush (stderr);
     pthread_mutex_unlock (&s_log_lock);
+}
+
+bool
+drv_log_enabled (drv_log_level_t level)
+{
+    pthread_once (&s_log_env_once, s_log_from_env);
+    return level >= s_log_level;
+}
+
+void
+drv_log (drv_log_level_t level, const char *component, const char *format, ...)
+{
+    if (!drv_log_enabled (level))
+        return;
+    va_list args;
+    va_start (args, format);
+    s_log_line (level, component, NULL, format, args);
+    va_end (args);
+}
+
+void
+drv_log_job (drv_log_level_t level, const char *component, const char *job,
+             const char *format, ...)
+{
+    if (!drv_log_enabled (level))
+        return;
+    va_list args;
+    va_start (args, format);
+    s_log_line (level, component, job, format, args);
+    va_end (args);
 }
 
 //  Frames -----------------------------------------------------------------

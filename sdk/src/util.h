@@ -32,6 +32,13 @@ int drv_log_parse_level (const char *text, drv_log_level_t *level);
 //  One line on stderr: time, level, component, message. Thread-safe.
 void drv_log (drv_log_level_t level, const char *component, const char *format, ...)
     __attribute__ ((format (printf, 3, 4)));
+//  The same for a line about one job: the job id (32 hex characters) is its
+//  own field, "job" in JSON, "job=ID" ahead of the text otherwise.
+void drv_log_job (drv_log_level_t level, const char *component, const char *job,
+                  const char *format, ...)
+    __attribute__ ((format (printf, 4, 5)));
+//  Whether a line at level would be written (to skip building costly ones).
+bool drv_log_enabled (drv_log_level_t level);
 
 //  Frames -----------------------------------------------------------------
 
