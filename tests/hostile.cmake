@@ -44,3 +44,13 @@ else()
   add_test(NAME fuzz_broker_corpus COMMAND fuzz_broker_corpus)
   set_tests_properties(fuzz_broker_corpus PROPERTIES TIMEOUT 60)
 endif()
+
+# Hostile and unauthenticated peers against a real droverd (CURVE on).
+foreach(t hostile_peers)
+  add_executable(${t} ${CMAKE_CURRENT_LIST_DIR}/hostile/${t}.c)
+  target_include_directories(${t} PRIVATE ${CMAKE_CURRENT_LIST_DIR}/../sdk/src)
+  target_link_libraries(${t} PRIVATE drover_static PkgConfig::ZMQ PkgConfig::CZMQ
+    PkgConfig::PROTOBUFC PkgConfig::SODIUM Threads::Threads)
+  add_test(NAME ${t} COMMAND ${t} $<TARGET_FILE:droverd>)
+  set_tests_properties(${t} PROPERTIES TIMEOUT 120)
+endforeach()
