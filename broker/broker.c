@@ -262,6 +262,10 @@ s_send_route (broker_t *self, zsock_t *socket, const uint8_t *route, size_t rout
         if (errno == EHOSTUNREACH)
             drv_log (DRV_LOG_DEBUG, "broker", "%s to a peer that is gone", drv_cmd_name (msg->cmd));
         else
+        if (errno == EAGAIN)
+            s_warn (self, "%s dropped: the peer is not reading (its queue is full)",
+                    drv_cmd_name (msg->cmd));
+        else
             s_warn (self, "cannot send %s: %s", drv_cmd_name (msg->cmd), zmq_strerror (errno));
         zmq_msg_close (&envelope);
         for (size_t i = 0; i < count; i++)
@@ -1730,7 +1734,9 @@ s_stats_totals (broker_t *self, drv_msg_t *reply)
 static void
 s_stats_peers (broker_t *self, peer_t *client, zhashx_t *peers, drv_msg_t *reply)
 {
-    for (peer_t *peer = (peer_t *) zhashx_first (peers); peer;
+    //  One reply lists at most max_batch peers, like every other list
+    for (peer_t *peer = (peer_t *) zhashx_first (peers);
+         peer && reply->stats.peer_count < self->cfg.max_batch;
          peer = (peer_t *) zhashx_next (peers)) {
         //  A queue-limited key sees only workers that serve one of its queues
         bool visible = !client->allowed;
@@ -1765,6 +1771,8 @@ s_on_stats (broker_t *self, peer_t *client, drv_msg_t *msg)
     size_t n = zhashx_size (self->queues);
     bool admin = streq (client->role, "admin");
     size_t np = zhashx_size (self->worker_peers) + (admin? zhashx_size (self->clients): 0);
+    if (np > self->cfg.max_batch)
+        np = self->cfg.max_batch;
     reply.queues = drv_codec_alloc (self->enc, (n? n: 1) * sizeof (drv_queue_stats_t));
     reply.stats.peers = drv_codec_alloc (self->enc, (np? np: 1) * sizeof (drv_peer_info_t));
     if (!reply.queues || !reply.stats.peers) {
@@ -2323,8 +2331,12 @@ static int
 s_bind (broker_t *self, zsock_t *socket, const char *endpoint, char **bound)
 {
     if (zsock_type (socket) == ZMQ_ROUTER) {
+        //  Unroutable sends fail rather than vanish; a peer that stops
+        //  reading gets at most this many messages queued (lists travel
+        //  batched, so honest peers never get near it) and then loses
+        //  replies instead of holding the broker's memory or its loop
         zsock_set_router_mandatory (socket, 1);
-        zsock_set_sndhwm (socket, 100000);
+        zsock_set_sndhwm (socket, 10000);
     }
     else
         //  A slow subscriber loses updates past this and resynchronises

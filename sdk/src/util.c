@@ -278,7 +278,7 @@ drv_send (void *socket, zmq_msg_t *routing, zmq_msg_t *envelope,
         zmq_msg_t copy;
         zmq_msg_init (&copy);
         zmq_msg_copy (&copy, routing);
-        if (zmq_msg_send (&copy, socket, ZMQ_SNDMORE) == -1) {
+        if (zmq_msg_send (&copy, socket, ZMQ_SNDMORE | ZMQ_DONTWAIT) == -1) {
             zmq_msg_close (&copy);
             return -1;
         }

@@ -63,7 +63,9 @@ int drv_frames_recv (void *socket, drv_frames_t *self, int flags, size_t max_fra
 //  then count payload frames. When share_payloads is true the payloads are
 //  sent as reference-counted copies and stay valid for the caller; otherwise
 //  they are moved out (left empty). Returns 0 or -1 (errno set); on error
-//  the frames not yet sent are left as they were.
+//  the frames not yet sent are left as they were. With a routing frame the
+//  send never blocks: a ROUTER peer whose queue is full (it does not read)
+//  fails with EAGAIN instead of stalling the sender.
 int drv_send (void *socket, zmq_msg_t *routing, zmq_msg_t *envelope,
               zmq_msg_t *payloads, size_t count, bool share_payloads);
 
