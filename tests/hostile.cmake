@@ -46,7 +46,7 @@ else()
 endif()
 
 # Hostile and unauthenticated peers against a real droverd (CURVE on).
-foreach(t hostile_peers)
+foreach(t hostile_peers floods)
   add_executable(${t} ${CMAKE_CURRENT_LIST_DIR}/hostile/${t}.c)
   target_include_directories(${t} PRIVATE ${CMAKE_CURRENT_LIST_DIR}/../sdk/src)
   target_link_libraries(${t} PRIVATE drover_static PkgConfig::ZMQ PkgConfig::CZMQ
