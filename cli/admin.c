@@ -110,7 +110,7 @@ cli_queues (int argc, char **argv)
 {
     drover_stats_t *stats = NULL;
     int exit_code = cli_request_stats (argc, argv, s_queues_usage, CLI_LIMIT_REFUSED,
-                                       s_failed, &stats);
+                                       s_failed, &stats, NULL);
     if (exit_code >= 0)
         return exit_code;
     int width = cli_queue_width (stats);

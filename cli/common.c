@@ -387,7 +387,8 @@ cli_connect (drover_connect_t *cfg, const char *cmd, drover_client_t **client_p)
 //  Requests --------------------------------------------------------------
 
 enum {
-    OPT_LIMIT = 0x1100
+    OPT_LIMIT = 0x1100,
+    OPT_JSON
 };
 
 int
@@ -398,12 +399,14 @@ cli_parse_request (int argc, char **argv, const char *usage, cli_limit_t limit,
     //  unknown option, and one that refuses it names it
     static const struct option options [] = {
         { "timeout", required_argument, NULL, 't' },
+        { "json",    no_argument,       NULL, OPT_JSON },
         { "help",    no_argument,       NULL, 'h' },
         CLI_CONNECT_OPTIONS,
         { NULL, 0, NULL, 0 }
     };
     static const struct option limit_options [] = {
         { "timeout", required_argument, NULL, 't' },
+        { "json",    no_argument,       NULL, OPT_JSON },
         { "limit",   required_argument, NULL, OPT_LIMIT },
         { "help",    no_argument,       NULL, 'h' },
         CLI_CONNECT_OPTIONS,
@@ -433,6 +436,9 @@ cli_parse_request (int argc, char **argv, const char *usage, cli_limit_t limit,
                     return cli_usage (cmd, "--limit must be a number >= 1, not '%s'", optarg);
                 args->limit_given = true;
                 break;
+            case OPT_JSON:
+                args->json = true;
+                break;
             default:
                 return CLI_EXIT_USAGE;
         }
@@ -455,13 +461,17 @@ cli_request_failed (const char *what, int rc, int timeout_ms)
 
 int
 cli_request_stats (int argc, char **argv, const char *usage, cli_limit_t limit,
-                   cli_failed_fn *failed, drover_stats_t **stats_p)
+                   cli_failed_fn *failed, drover_stats_t **stats_p, bool *json_p)
 {
     cli_request_args_t args;
     int exit_code = cli_parse_request (argc, argv, usage, limit, &args);
     if (exit_code >= 0)
         return exit_code;
     const char *cmd = argv [0];
+    if (args.json && !json_p)
+        return cli_usage (cmd, "unknown option '--json'");
+    if (json_p)
+        *json_p = args.json;
     if (args.word_count)
         return cli_usage (cmd, "unexpected argument '%s'", args.words [0]);
 
@@ -472,6 +482,22 @@ cli_request_stats (int argc, char **argv, const char *usage, cli_limit_t limit,
     int rc = drover_stats (client, stats_p, args.timeout_ms);
     drover_client_destroy (&client);
     return rc? failed (cmd, rc, args.timeout_ms): -1;
+}
+
+void
+cli_json_string (const char *text)
+{
+    putchar ('"');
+    for (const unsigned char *c = (const unsigned char *) text; *c; c++) {
+        if (*c == '"' || *c == '\\')
+            printf ("\\%c", *c);
+        else
+        if (*c < 0x20)
+            printf ("\\u%04x", *c);
+        else
+            putchar (*c);
+    }
+    putchar ('"');
 }
 
 int

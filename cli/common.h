@@ -45,6 +45,8 @@ int cli_result (int argc, char **argv);
 int cli_status (int argc, char **argv);
 int cli_cancel (int argc, char **argv);
 int cli_stats (int argc, char **argv);
+int cli_workers (int argc, char **argv);        //  ops.c
+int cli_health (int argc, char **argv);
 int cli_queues (int argc, char **argv);         //  admin.c
 int cli_pause (int argc, char **argv);
 int cli_resume (int argc, char **argv);
@@ -161,6 +163,7 @@ typedef struct {
     int timeout_ms;             //  per request
     long limit;                 //  --limit, 0 if not given
     bool limit_given;           //  --limit seen
+    bool json;                  //  --json seen
     char **words;               //  arguments after the options
     int word_count;             //  how many
 } cli_request_args_t;
@@ -184,12 +187,16 @@ int cli_request_failed (const char *what, int rc, int timeout_ms);
 //  How a command reports a failed request; returns the exit code.
 typedef int (cli_failed_fn) (const char *what, int rc, int timeout_ms);
 
-//  The start of stats and queues: parses the options (no arguments),
-//  connects and asks for the broker's stats; failed reports a failed
-//  request under the command's name. Returns -1 with *stats_p set (free
-//  it with drover_stats_destroy), else the exit code to return.
+//  The start of stats, queues and workers: parses the options (no
+//  arguments), connects and asks for the broker's stats; failed reports a
+//  failed request under the command's name. json_p, when not NULL, takes
+//  --json (NULL: --json is a usage error). Returns -1 with *stats_p set
+//  (free it with drover_stats_destroy), else the exit code to return.
 int cli_request_stats (int argc, char **argv, const char *usage, cli_limit_t limit,
-                       cli_failed_fn *failed, drover_stats_t **stats_p);
+                       cli_failed_fn *failed, drover_stats_t **stats_p, bool *json_p);
+
+//  Writes text as a JSON string, quotes included, to stdout.
+void cli_json_string (const char *text);
 
 //  Checks that each of ids is a job id (32 hex digits), before connecting
 //  so that a typo costs no round trip. Returns 0, or CLI_EXIT_USAGE after

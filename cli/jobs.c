@@ -957,6 +957,10 @@ s_status_one (drover_client_t *client, const char *id, s_ids_args_t *args, int *
             info.attempts, info.queue);
     if (*info.error)
         printf (" error=%s", info.error);
+    if (*info.submitter) {
+        cli_one_line (info.submitter);
+        printf (" submitter=%s", info.submitter);
+    }
     if (info.progress || *info.progress_message) {
         printf (" progress=%u%%", (unsigned) info.progress);
         if (*info.progress_message) {
@@ -1006,12 +1010,18 @@ cli_cancel (int argc, char **argv)
 //  stats ----------------------------------------------------------------------
 
 static const char *s_stats_usage =
-    "Usage: drover stats [--timeout S]\n"
+    "Usage: drover stats [--json] [--timeout S]\n"
     "\n"
-    "Prints a table with a row per queue (jobs queued, scheduled, running, done,\n"
-    "failed, and workers serving it), a total row, and broker totals.\n"
+    "Prints two tables with a row per queue and a total row. The first: jobs\n"
+    "queued, scheduled and running now, done and failed since the broker\n"
+    "started, workers serving the queue. The second: jobs submitted and retried\n"
+    "since the start, dead letters, whether the queue is paused, and jobs\n"
+    "submitted and done per second (about a minute's average). Then the\n"
+    "broker's totals: uptime, workers, clients, jobs stored, queues. These are\n"
+    "the numbers /metrics exports.\n"
     "\n"
     "Options:\n"
+    "      --json            one JSON object instead of the table\n"
     "  -t, --timeout S       how long the broker may take to answer (default 5)\n"
     CLI_CONNECT_HELP
     "  -h, --help            show this help\n";
@@ -1042,16 +1052,48 @@ s_stats_failed (const char *what, int rc, int timeout_ms)
     return exit_code;
 }
 
+//  The stats as one JSON object.
+static void
+s_stats_json (const drover_stats_t *stats)
+{
+    printf ("{\"uptime_ms\":%" PRIu64 ",\"workers\":%" PRIu32 ",\"clients\":%" PRIu32
+            ",\"jobs_stored\":%" PRIu64 ",\"queues\":[",
+            stats->uptime_ms, stats->workers, stats->clients, stats->jobs_stored);
+    for (size_t index = 0; index < stats->queue_count; index++) {
+        const drover_queue_stats_t *queue = &stats->queues [index];
+        char name [sizeof queue->name + 1];
+        snprintf (name, sizeof name, "%.*s", (int) sizeof queue->name, queue->name);
+        printf ("%s{\"name\":", index? ",": "");
+        cli_json_string (name);
+        printf (",\"queued\":%" PRIu64 ",\"scheduled\":%" PRIu64 ",\"running\":%" PRIu64
+                ",\"submitted\":%" PRIu64 ",\"done\":%" PRIu64 ",\"failed\":%" PRIu64
+                ",\"retried\":%" PRIu64 ",\"dead\":%" PRIu64 ",\"workers\":%" PRIu32
+                ",\"paused\":%s,\"submit_rate\":%.3f,\"done_rate\":%.3f}",
+                queue->queued, queue->scheduled, queue->running, queue->submitted,
+                queue->done, queue->failed, queue->retried, queue->dead, queue->workers,
+                queue->paused? "true": "false", queue->submit_rate, queue->done_rate);
+    }
+    printf ("]}\n");
+}
+
 int
 cli_stats (int argc, char **argv)
 {
     drover_stats_t *stats = NULL;
+    bool json = false;
     int exit_code = cli_request_stats (argc, argv, s_stats_usage, CLI_LIMIT_NONE,
-                                       s_stats_failed, &stats);
+                                       s_stats_failed, &stats, &json);
     if (exit_code >= 0)
         return exit_code;
+    if (json) {
+        s_stats_json (stats);
+        drover_stats_destroy (&stats);
+        return CLI_EXIT_OK;
+    }
 
-    //  The queue column is as wide as the longest name.
+    //  Two tables: what the queues hold now, then what went through them
+    //  since the broker started. The queue column is as wide as the
+    //  longest name.
     int width = cli_queue_width (stats);
     printf ("%-*s %10s %10s %10s %12s %10s %8s\n", width, "QUEUE",
             "QUEUED", "SCHEDULED", "RUNNING", "DONE", "FAILED", "WORKERS");
@@ -1066,8 +1108,13 @@ cli_stats (int argc, char **argv)
         total.queued += queue->queued;
         total.scheduled += queue->scheduled;
         total.running += queue->running;
+        total.submitted += queue->submitted;
         total.done += queue->done;
         total.failed += queue->failed;
+        total.retried += queue->retried;
+        total.dead += queue->dead;
+        total.submit_rate += queue->submit_rate;
+        total.done_rate += queue->done_rate;
     }
     //  Workers in the total row are distinct workers: one may serve
     //  several queues, so the column does not add up.
@@ -1075,6 +1122,19 @@ cli_stats (int argc, char **argv)
             " %10" PRIu64 " %8" PRIu32 "\n",
             width, "TOTAL", total.queued, total.scheduled, total.running,
             total.done, total.failed, stats->workers);
+
+    printf ("\n%-*s %12s %10s %10s %6s %10s %10s\n", width, "QUEUE",
+            "SUBMITTED", "RETRIED", "DEAD", "PAUSED", "SUBMIT/S", "DONE/S");
+    for (size_t index = 0; index < stats->queue_count; index++) {
+        drover_queue_stats_t *queue = &stats->queues [index];
+        printf ("%-*.*s %12" PRIu64 " %10" PRIu64 " %10" PRIu64 " %6s %10.2f %10.2f\n",
+                width, (int) sizeof queue->name, queue->name, queue->submitted,
+                queue->retried, queue->dead, queue->paused? "yes": "no",
+                queue->submit_rate, queue->done_rate);
+    }
+    printf ("%-*s %12" PRIu64 " %10" PRIu64 " %10" PRIu64 " %6s %10.2f %10.2f\n",
+            width, "TOTAL", total.submitted, total.retried, total.dead, "",
+            total.submit_rate, total.done_rate);
     char uptime [32];
     s_format_uptime (stats->uptime_ms, uptime, sizeof uptime);
     printf ("\nbroker: up %s, %" PRIu32 " workers, %" PRIu32 " clients, %" PRIu64

@@ -22,6 +22,8 @@ static const s_command_t s_commands [] = {
     { "cancel",      cli_cancel,      "cancel jobs that have not finished" },
     { "stats",       cli_stats,       "print per-queue counts and broker totals" },
     { "queues",      cli_queues,      "print each queue's depth, state, workers and rates" },
+    { "workers",     cli_workers,     "list the connected workers: queues, credit, jobs in flight" },
+    { "health",      cli_health,      "ask the broker's HTTP endpoint whether it is ready" },
     { "pause",       cli_pause,       "stop dispatching a queue's jobs (admin)" },
     { "resume",      cli_resume,      "dispatch a paused queue's jobs again (admin)" },
     { "dead",        cli_dead,        "list, retry or purge a queue's failed jobs (admin)" },
