@@ -13,7 +13,7 @@
 #  - the CMake package still works after the prefix is moved.
 . "$(dirname "$0")/../integration/lib.sh"
 : "${DROVER_BUILD_DIR:?DROVER_BUILD_DIR must name the build tree to install}"
-: "${CMAKE_COMMAND:=cmake}" "${CC:=cc}"
+: "${CMAKE_COMMAND:=cmake}" "${CC:=cc}" "${CONSUMER_FLAGS:=}"
 [ -n "$DROVER_PLUGIN" ] || fail "DROVER_PLUGIN must name the example plugin"
 HERE=$(cd "$(dirname "$0")" && pwd)
 SOURCE_DIR=$(cd "$HERE/../.." && pwd)
@@ -74,9 +74,11 @@ mkdir -p "$T/src/cmake"
 cp "$HERE/producer.c" "$HERE/Makefile" "$T/src/"
 cp "$HERE/cmake/CMakeLists.txt" "$T/src/cmake/"
 
-make -C "$T/src" CC="$CC" >"$T/make.log" 2>&1 || fail "make with pkg-config failed"
+make -C "$T/src" CC="$CC" CFLAGS="-O2 -g -Wall -Wextra -Werror $CONSUMER_FLAGS" \
+    LDFLAGS="$CONSUMER_FLAGS" >"$T/make.log" 2>&1 || fail "make with pkg-config failed"
 
 "$CMAKE_COMMAND" -S "$T/src/cmake" -B "$T/cmake-build" -DCMAKE_C_COMPILER="$CC" \
+    -DCMAKE_C_FLAGS="$CONSUMER_FLAGS" -DCMAKE_EXE_LINKER_FLAGS="$CONSUMER_FLAGS" \
     -DCMAKE_PREFIX_PATH="$PREFIX" -DCMAKE_FIND_USE_PACKAGE_REGISTRY=OFF \
     >"$T/cmake.log" 2>&1 || fail "cmake configure with find_package(drover) failed"
 grep -qF -- "-- libdrover: $LIBDIR/libdrover.so" "$T/cmake.log" \
