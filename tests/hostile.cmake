@@ -54,3 +54,9 @@ foreach(t hostile_peers floods)
   add_test(NAME ${t} COMMAND ${t} $<TARGET_FILE:droverd>)
   set_tests_properties(${t} PROPERTIES TIMEOUT 120)
 endforeach()
+
+# Regression found by fuzz_broker: a purged dead letter's timer.
+add_executable(hostile_dead_purge ${CMAKE_CURRENT_LIST_DIR}/hostile/dead_purge.c)
+target_link_libraries(hostile_dead_purge PRIVATE drover_broker)
+add_test(NAME hostile_dead_purge COMMAND hostile_dead_purge)
+set_tests_properties(hostile_dead_purge PROPERTIES TIMEOUT 30)
