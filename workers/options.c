@@ -140,10 +140,10 @@ options_parse (options_t *self, int argc, char *argv [], char *why, size_t why_s
         drv_conf_source_t exec_from = drv_conf_source (self->conf, "exec");
         drv_conf_source_t plugin_from = drv_conf_source (self->conf, "plugin");
         if (exec_from > plugin_from)
-            self->plugin_spec = NULL;
+            drv_conf_clear (self->conf, "plugin");
         else
         if (plugin_from > exec_from)
-            self->exec_cmd = NULL;
+            drv_conf_clear (self->conf, "exec");
     }
     if (!self->connect.endpoint || !*self->connect.endpoint) {
         snprintf (why, why_size, "no broker: give --broker EP or set DROVER_BROKER");

@@ -634,6 +634,33 @@ drv_conf_origin (drv_conf_t *self, const char *name)
     return state->source == DRV_CONF_FROM_DEFAULT? "default": state->origin;
 }
 
+void
+drv_conf_clear (drv_conf_t *self, const char *name)
+{
+    const drv_conf_option_t *option = s_find (self, name, strlen (name));
+    if (!option || option->type == DRV_CONF_ALIAS)
+        return;
+    s_state_t *state = s_state (self, option);
+    state->text = NULL;
+    state->item_count = 0;
+    state->source = DRV_CONF_FROM_DEFAULT;
+    state->origin = "default";
+    if (!option->target)
+        return;
+    switch (option->type) {
+        case DRV_CONF_STRING: *(const char **) option->target = NULL; break;
+        case DRV_CONF_U32:    *(uint32_t *) option->target = 0; break;
+        case DRV_CONF_INT:
+        case DRV_CONF_CHOICE: *(int *) option->target = 0; break;
+        case DRV_CONF_BOOL:   *(bool *) option->target = false; break;
+        case DRV_CONF_LIST:
+            ((drv_conf_list_t *) option->target)->items = NULL;
+            ((drv_conf_list_t *) option->target)->count = 0;
+            break;
+        case DRV_CONF_ALIAS:  break;
+    }
+}
+
 //  Printing ---------------------------------------------------------------------
 
 void

@@ -116,6 +116,11 @@ drv_conf_source_t drv_conf_source (drv_conf_t *self, const char *name);
 //  "DROVER_EXEC", "FILE:LINE" or "default". Valid until the conf is destroyed.
 const char *drv_conf_origin (drv_conf_t *self, const char *name);
 
+//  Forgets the named option's value after drv_conf_load, as if nothing had
+//  set it and it had no default: its target gets NULL, 0 or false, and
+//  drv_conf_print shows it unset. For settings that exclude each other.
+void drv_conf_clear (drv_conf_t *self, const char *name);
+
 //  Prints every setting that a file may hold as `name = value`, one per
 //  line, in table order: valid config-file syntax. Unset settings are
 //  printed commented out.

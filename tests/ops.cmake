@@ -1,0 +1,16 @@
+# Operations: settings from flags, environment and config files for droverd
+# and drover-worker; drover health against a stand-in HTTP responder;
+# drover workers, stats --json and SIGHUP against a real broker and worker.
+# Real binaries on 127.0.0.1 with OS-chosen ports, each test in its own
+# temporary directory (tests/integration/lib.sh).
+set(DROVER_OPS_ENV
+  "DROVERD=$<TARGET_FILE:droverd>"
+  "DROVER=$<TARGET_FILE:drover_cli>"
+  "DROVER_WORKER=$<TARGET_FILE:drover-worker>"
+  "DROVER_PLUGIN=$<TARGET_FILE:drover_example_plugin>")
+foreach(name config health workers)
+  add_test(NAME ops_${name}
+    COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/ops/${name}.sh)
+  set_tests_properties(ops_${name} PROPERTIES
+    ENVIRONMENT "${DROVER_OPS_ENV}" TIMEOUT 60 SKIP_RETURN_CODE 77)
+endforeach()

@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# Against a real droverd (CURVE, loopback, OS-chosen ports) and a real
+# drover-worker: `drover workers` lists the worker with its key, queues,
+# credit and jobs in flight; `drover stats --json` is one JSON object with
+# every counter; `drover status` names the submitting key; SIGHUP makes
+# droverd reread its allow-list and keep serving.
+. "$(dirname "$0")/../integration/lib.sh"
+
+make_keys
+start_broker --durability none --metrics tcp://127.0.0.1:0 --heartbeat 200
+public_key () {
+    sed -n 's/^ *public-key = "\(.*\)"$/\1/p' "$1"
+}
+WORKER_KEY=$(public_key "$T/keys/worker")
+PRODUCER_KEY=$(public_key "$T/keys/producer")
+[ ${#WORKER_KEY} -eq 40 ] || fail "cannot read the worker's public key"
+
+# Nobody yet: the header alone.
+"$DROVER" workers > "$T/out" || fail "drover workers with no worker"
+expect_eq "$(wc -l < "$T/out")" 1 "lines with no worker"
+head -1 "$T/out" | grep -Eq '^NAME +KEY +QUEUES +CREDIT +INFLIGHT +CONNECTED +IDLE$' \
+    || fail "workers header: $(head -1 "$T/out")"
+
+# One worker process serving two queues, each job taking a while.
+start_workers worker "slow,other" 0 --name opsworker --concurrency 2 --prefetch 1 \
+    --exec 'sleep 1; cat'
+listed () {
+    "$DROVER" workers > "$T/out" 2>"$T/err" && grep -q '^opsworker ' "$T/out"
+}
+wait_for 15 listed || fail "worker never listed: $(cat "$T/out" "$T/err")"
+row=$(grep '^opsworker ' "$T/out")
+read -r name key queues credit inflight since idle <<<"$row"
+expect_eq "$key" "${WORKER_KEY:0:8}" "short key"
+expect_eq "$queues" "slow,other" "queues"
+expect_eq "$credit" 3 "credit (concurrency 2 + prefetch 1)"
+expect_eq "$inflight" 0 "in flight when idle"
+[[ "$since" =~ ^20[0-9][0-9]-[0-9][0-9]-[0-9][0-9]T[0-9:]+Z$ ]] || fail "connected since: $since"
+pass "idle worker listed: $row"
+
+# Two jobs in hand: credit goes down, in flight up.
+ID1=$("$DROVER" submit -q slow --data one) || fail "submit"
+ID2=$("$DROVER" submit -q slow --data two) || fail "submit"
+busy () {
+    "$DROVER" workers --json > "$T/json" 2>"$T/err" \
+        && grep -q '"inflight":2' "$T/json"
+}
+wait_for 10 busy || fail "worker never showed 2 jobs in flight: $(cat "$T/json" "$T/err")"
+python3 - "$T/json" "$WORKER_KEY" <<'PY' || fail "workers --json: $(cat "$T/json")"
+import json, sys
+rows = [json.loads(line) for line in open(sys.argv[1])]
+assert len(rows) == 1, rows
+w = rows[0]
+assert w["name"] == "opsworker" and w["key"] == sys.argv[2], w
+assert w["queues"] == ["slow", "other"] and w["inflight"] == 2 and w["credit"] == 1, w
+assert w["role"] == "worker" and w["connected_ms"] > 0, w
+PY
+pass "busy worker: 2 in flight, credit 1"
+
+"$DROVER" result --wait --timeout 20 "$ID1" "$ID2" > "$T/out" || fail "results"
+"$DROVER" status "$ID1" > "$T/out" || fail "status"
+grep -qF " submitter=$PRODUCER_KEY" "$T/out" || fail "status lacks the submitting key: $(cat "$T/out")"
+pass "status names the submitting key"
+
+"$DROVER" stats --json > "$T/stats" || fail "stats --json"
+python3 - "$T/stats" <<'PY' || fail "stats --json: $(cat "$T/stats")"
+import json, sys
+s = json.load(open(sys.argv[1]))
+for k in ("uptime_ms", "workers", "clients", "jobs_stored", "queues"):
+    assert k in s, k
+assert s["workers"] == 1, s
+q = {x["name"]: x for x in s["queues"]}["slow"]
+for k in ("queued", "scheduled", "running", "submitted", "done", "failed", "retried",
+          "dead", "workers", "paused", "submit_rate", "done_rate"):
+    assert k in q, k
+assert q["submitted"] == 2 and q["done"] == 2 and q["workers"] == 1 and q["paused"] is False, q
+PY
+"$DROVER" stats > "$T/out" || fail "stats"
+grep -Eq '^QUEUE +SUBMITTED +RETRIED +DEAD +PAUSED +SUBMIT/S +DONE/S$' "$T/out" \
+    || fail "stats has no second table: $(cat "$T/out")"
+grep -Eq '^slow +2 +0 +0 +no ' "$T/out" || fail "stats row for slow: $(cat "$T/out")"
+pass "stats: every counter, as a table and as JSON"
+
+# SIGHUP: reread the allow-list, keep serving.
+kill -HUP "$BROKER_PID"
+wait_for 5 grep -q "SIGHUP" "$T/broker.log" || fail "no SIGHUP line in the broker log"
+kill -0 "$BROKER_PID" || fail "droverd died on SIGHUP"
+"$DROVER" stats > /dev/null || fail "stats after SIGHUP"
+pass "SIGHUP rereads the allow-list; the broker keeps serving"
