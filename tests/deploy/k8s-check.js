@@ -104,6 +104,15 @@ for (const file of opts.files) {
             objects.push (doc);
 }
 
+//  kustomize wraps long base64 values of Secrets over several lines, which
+//  the API server accepts (its decoder skips line breaks) but the schema's
+//  "byte" format does not: join them before checking
+for (const obj of objects)
+    if (obj && obj.kind === 'Secret' && obj.data && typeof obj.data === 'object')
+        for (const key of Object.keys (obj.data))
+            if (typeof obj.data [key] === 'string')
+                obj.data [key] = obj.data [key].replace (/[\r\n]/g, '');
+
 //  1. Schemas
 for (const obj of objects) {
     if (typeof obj !== 'object' || !obj.apiVersion || !obj.kind) {
