@@ -391,6 +391,9 @@ enum {
     OPT_JSON
 };
 
+//  Whether the command being parsed takes --json (stats and workers do).
+static bool s_json_allowed = false;
+
 int
 cli_parse_request (int argc, char **argv, const char *usage, cli_limit_t limit,
                    cli_request_args_t *args)
@@ -437,6 +440,8 @@ cli_parse_request (int argc, char **argv, const char *usage, cli_limit_t limit,
                 args->limit_given = true;
                 break;
             case OPT_JSON:
+                if (!s_json_allowed)
+                    return cli_usage (cmd, "unknown option '--json'");
                 args->json = true;
                 break;
             default:
@@ -464,12 +469,12 @@ cli_request_stats (int argc, char **argv, const char *usage, cli_limit_t limit,
                    cli_failed_fn *failed, drover_stats_t **stats_p, bool *json_p)
 {
     cli_request_args_t args;
+    s_json_allowed = json_p != NULL;
     int exit_code = cli_parse_request (argc, argv, usage, limit, &args);
+    s_json_allowed = false;
     if (exit_code >= 0)
         return exit_code;
     const char *cmd = argv [0];
-    if (args.json && !json_p)
-        return cli_usage (cmd, "unknown option '--json'");
     if (json_p)
         *json_p = args.json;
     if (args.word_count)
