@@ -9,3 +9,9 @@ set_tests_properties(test_security PROPERTIES TIMEOUT 90)
 # Rules the broker does not keep yet (see the "gaps" part of the test).
 add_test(NAME test_security_gaps COMMAND test_security gaps)
 set_tests_properties(test_security_gaps PROPERTIES TIMEOUT 30)
+# End to end with the real binaries (environment from integration.cmake).
+foreach(name daemon keygen)
+  add_test(NAME security_${name}
+    COMMAND bash ${CMAKE_CURRENT_LIST_DIR}/security/${name}.sh)
+  set_tests_properties(security_${name} PROPERTIES ENVIRONMENT "${DROVER_IT_ENV}" TIMEOUT 120)
+endforeach()
