@@ -517,6 +517,8 @@ s_account (broker_t *self, job_t *job)
 static void
 s_forget (broker_t *self, job_t *job)
 {
+    //  Expired jobs were popped already; a purged dead letter still has its timer
+    job_heap_remove (self->timers, job);
     if (job->state == DRV_JOB_FAILED) {
         job_list_unlink (&job->queue->dead, job);
         job->queue->dead_count--;
