@@ -1025,6 +1025,55 @@ done:
     return ok;
 }
 
+//  A removed key's subscription to the state stream must end too
+static bool
+test_revoke_subscriber (zactor_t *broker)
+{
+    bool ok = true;
+    ident_t spy;
+    s_ident (&spy, "spy", "producer", NULL, true);
+    char *state_ep = NULL;
+    CHECK (broker_state_endpoint (broker, &state_ep) == 0);
+    void *sub = zmq_socket (s_ctx, ZMQ_SUB);
+    CHECK (sub);
+    int linger = 0;
+    zmq_setsockopt (sub, ZMQ_LINGER, &linger, sizeof linger);
+    zmq_setsockopt (sub, ZMQ_CURVE_SERVERKEY, zcert_public_key (s_server), 32);
+    zmq_setsockopt (sub, ZMQ_CURVE_PUBLICKEY, zcert_public_key (spy.cert), 32);
+    zmq_setsockopt (sub, ZMQ_CURVE_SECRETKEY, zcert_secret_key (spy.cert), 32);
+    zmq_setsockopt (sub, ZMQ_SUBSCRIBE, "", 0);
+    int timeout = 200;
+    zmq_setsockopt (sub, ZMQ_RCVTIMEO, &timeout, sizeof timeout);
+    CHECK (zmq_connect (sub, state_ep) == 0);
+    peer_t admin;
+    s_join (&admin, s_producers, &s_admin, DRV_PEER_CLIENT, NULL, NULL);
+    //  Subscribed: updates arrive (retry while the subscription settles)
+    bool heard = false;
+    for (int i = 0; i < 20 && !heard; i++) {
+        s_state_set (&admin, "spied", "1");
+        char topic [64];
+        heard = zmq_recv (sub, topic, sizeof topic, 0) > 0;
+    }
+    CHECK (heard);
+    s_revoke (&spy);
+    zclock_sleep (1500);            //  the periodic check has run
+    char drain [64];
+    while (zmq_recv (sub, drain, sizeof drain, 0) >= 0)
+        ;
+    s_state_set (&admin, "spied", "2");
+    heard = false;
+    for (int i = 0; i < 5 && !heard; i++)
+        heard = zmq_recv (sub, drain, sizeof drain, 0) >= 0;
+    GAP (!heard);
+    printf ("reload: a removed key's state subscription ends\n");
+done:
+    s_peer_close (&admin);
+    zmq_close (sub);
+    zstr_free (&state_ep);
+    zcert_destroy (&spy.cert);
+    return ok;
+}
+
 //  Limits -----------------------------------------------------------------
 
 static void
@@ -1249,6 +1298,7 @@ main (int argc, char *argv [])
     if (argc > 1 && streq (argv [1], "gaps")) {
         bool kept = test_dead_letter_ids ();
         kept &= test_revoke_race ();
+        kept &= test_revoke_subscriber (broker);
         zactor_destroy (&broker);
         if (!kept)
             s_fail (__LINE__, "some rules are not kept (above)");
