@@ -1025,6 +1025,49 @@ done:
     return ok;
 }
 
+//  Resubmitting the id of another queue's job must not hand a
+//  queue-limited key that job's result
+static bool
+test_resubmit_foreign_id (void)
+{
+    bool ok = true;
+    peer_t producer, limited, worker;
+    s_join (&producer, s_producers, &s_producer, DRV_PEER_CLIENT, NULL, NULL);
+    s_join (&limited, s_producers, &s_limited, DRV_PEER_CLIENT, NULL, NULL);
+    s_join (&worker, s_workers, &s_worker, DRV_PEER_WORKER, "hidden2", NULL);
+    uint8_t theirs [16];
+    CHECK (s_submit_one (&producer, "hidden2", theirs, NULL) == DRV_CODE_OK);
+    drv_msg_t msg = s_recv_cmd (&worker, DRV_CMD_DISPATCH);
+    CHECK (msg.cmd == DRV_CMD_DISPATCH);
+    s_report_done (&worker, theirs, "their secret");
+    msg = s_recv_cmd (&producer, DRV_CMD_DELIVER);
+    CHECK (msg.cmd == DRV_CMD_DELIVER);
+    //  The same id, claimed for a queue the limited key may use
+    drv_msg_init (&msg, DRV_CMD_SUBMIT, s_corr++);
+    drv_jobspec_t spec;
+    memset (&spec, 0, sizeof spec);
+    memcpy (spec.id, theirs, 16);
+    spec.queue = "billing";
+    msg.specs = &spec;
+    msg.count = 1;
+    const char *payloads [1] = {"x"};
+    s_send (&limited, &msg, payloads, 1);
+    bool leaked = false;
+    uint64_t end = drv_now_ms () + 1000;
+    while (drv_now_ms () < end && s_recv_within (&limited, 200, &msg))
+        if (msg.cmd == DRV_CMD_DELIVER)
+            for (size_t i = 0; i < msg.count; i++)
+                if (memcmp (msg.results [i].id, theirs, 16) == 0)
+                    leaked = true;
+    GAP (!leaked);
+    printf ("submit: another queue's job id gives a limited key nothing\n");
+done:
+    s_peer_close (&worker);
+    s_peer_close (&limited);
+    s_peer_close (&producer);
+    return ok;
+}
+
 //  A removed key's subscription to the state stream must end too
 static bool
 test_revoke_subscriber (zactor_t *broker)
@@ -1297,6 +1340,7 @@ main (int argc, char *argv [])
 
     if (argc > 1 && streq (argv [1], "gaps")) {
         bool kept = test_dead_letter_ids ();
+        kept &= test_resubmit_foreign_id ();
         kept &= test_revoke_race ();
         kept &= test_revoke_subscriber (broker);
         zactor_destroy (&broker);
