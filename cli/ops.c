@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -263,6 +264,27 @@ s_health_connect (const s_url_t *url, int64_t deadline, char *why, size_t why_si
     return fd;
 }
 
+//  True once buffer holds the headers and as much body as their
+//  Content-Length announces, so that a server that keeps the connection
+//  open after answering is not waited for. Without Content-Length the
+//  answer ends when the server closes.
+static bool
+s_answer_complete (const char *buffer, size_t size)
+{
+    const char *end = strstr (buffer, "\r\n\r\n");
+    if (!end)
+        return false;
+    size_t header_size = (size_t) (end - buffer) + 4;
+    for (const char *line = strstr (buffer, "\r\n"); line && line < end; line = strstr (line + 2, "\r\n")) {
+        if (strncasecmp (line + 2, "Content-Length:", 15) == 0) {
+            char *after;
+            unsigned long long length = strtoull (line + 17, &after, 10);
+            return after != line + 17 && size >= header_size + length;
+        }
+    }
+    return false;
+}
+
 //  Sends the request and reads the whole answer (until the server closes)
 //  into buffer. Returns its length, or -1 with why.
 static int
@@ -309,6 +331,9 @@ s_health_exchange (int fd, const s_url_t *url, int64_t deadline,
             return -1;
         }
         received += (size_t) rc;
+        buffer [received] = 0;
+        if (s_answer_complete (buffer, received))
+            break;
     }
     buffer [received] = 0;
     return (int) received;

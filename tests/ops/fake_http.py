@@ -4,6 +4,7 @@
 usage: fake_http.py MODE PORTFILE
   MODE 200     answers every request "200 OK" with the body "ready"
   MODE 503     answers "503 Service Unavailable" with the body "starting"
+  MODE open    answers like 200 but leaves the connection open afterwards
   MODE silent  accepts connections and never answers
 Listens on 127.0.0.1 on a port the OS picks, writes that port to PORTFILE
 (atomically, once listening) and serves until killed. Each request is
@@ -38,10 +39,13 @@ def serve(conn):
     if mode == "silent":
         held.append(conn)
         return
-    status, body = ("200 OK", "ready") if mode == "200" else ("503 Service Unavailable", "starting")
+    status, body = ("503 Service Unavailable", "starting") if mode == "503" else ("200 OK", "ready")
     conn.sendall(("HTTP/1.1 %s\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n"
-                  "Connection: close\r\n\r\n%s\n" % (status, len(body) + 1, body)).encode())
-    conn.close()
+                  "\r\n%s\n" % (status, len(body) + 1, body)).encode())
+    if mode == "open":
+        held.append(conn)
+    else:
+        conn.close()
 
 
 while True:

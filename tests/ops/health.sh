@@ -36,6 +36,14 @@ DROVER_HEALTH_URL="http://127.0.0.1:1/nothing" health 0 --url "http://127.0.0.1:
 grep -q '^GET /metrics HTTP/1' "$T/fake-200.log" || fail "--url does not win over DROVER_HEALTH_URL"
 pass "200 is healthy"
 
+# A server that answers but keeps the connection: Content-Length ends it.
+fake open
+start=$(date +%s%N)
+health 0 --url "http://127.0.0.1:$FAKE_PORT/readyz" --timeout 3000
+took=$(( ($(date +%s%N) - start) / 1000000 ))
+[ "$took" -lt 2000 ] || fail "waited ${took} ms for a server that had answered"
+pass "answer read to its Content-Length (${took} ms), not to the close"
+
 fake 503
 health 1 --url "http://127.0.0.1:$FAKE_PORT/readyz"
 expect_eq "$(wc -l < "$T/err")" 1 "one line on stderr for 503"
