@@ -23,24 +23,7 @@ fail () {
     failures=$((failures + 1))
 }
 
-# The literals of one configMapGenerator entry, one KEY=VALUE per line
-literals () {
-    awk -v want="$1" '
-        /^- name: / { name = $3; inlit = 0; next }
-        /^  literals:/ { inlit = (name == want); next }
-        /^  [a-zA-Z]/ { inlit = 0 }
-        inlit && /^  - [A-Z_]+=/ { sub (/^  - /, ""); print }
-    ' "$BASE/kustomization.yaml"
-}
-
-# The container args of the workers' Deployment, one per line
-worker_args () {
-    awk '
-        /^        args:/ { inargs = 1; next }
-        inargs && /^        - / { sub (/^        - /, ""); print; next }
-        inargs { inargs = 0 }
-    ' "$BASE/worker-deployment.yaml"
-}
+. "$(dirname "$0")/manifest.sh"
 
 mapfile -t broker_env < <(literals drover-broker-env)
 mapfile -t worker_env < <(literals drover-worker-env)
