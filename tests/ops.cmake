@@ -14,3 +14,9 @@ foreach(name config health workers)
   set_tests_properties(ops_${name} PROPERTIES
     ENVIRONMENT "${DROVER_OPS_ENV}" TIMEOUT 60 SKIP_RETURN_CODE 77)
 endforeach()
+
+# The settings loader on its own.
+add_executable(test_conf ${CMAKE_CURRENT_SOURCE_DIR}/ops/test_conf.c)
+target_link_libraries(test_conf PRIVATE drover_wire)
+add_test(NAME ops_conf COMMAND test_conf)
+set_tests_properties(ops_conf PROPERTIES TIMEOUT 30)
