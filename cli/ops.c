@@ -28,7 +28,9 @@ static const char *s_workers_usage =
     "\n"
     "Lists the workers connected to the broker, one per line: name, key (its\n"
     "first 8 characters), queues served, credit (jobs it will still take), jobs\n"
-    "in flight, when it connected, and how long since it last spoke.\n"
+    "in flight, when it connected, and how long since it last spoke. The broker\n"
+    "lists at most its --max-batch peers; a note on stderr says when some are\n"
+    "left out.\n"
     "\n"
     "Options:\n"
     "      --json            one JSON object per worker, one per line\n"
@@ -131,6 +133,13 @@ cli_workers (int argc, char **argv)
                 name_width, peer->name, *peer->key? peer->key: "-", queue_width, queues,
                 peer->credit, peer->inflight, since, idle);
     }
+    //  The broker lists at most one message's worth of peers.
+    size_t listed = 0;
+    for (size_t i = 0; i < stats->peer_count; i++)
+        listed += stats->peers [i].kind == DROVER_PEER_WORKER;
+    if (listed < stats->workers)
+        cli_error ("workers: the broker listed %zu of its %" PRIu32 " workers", listed,
+                   stats->workers);
     drover_stats_destroy (&stats);
     return CLI_EXIT_OK;
 }
