@@ -1082,6 +1082,40 @@ done:
     return ok;
 }
 
+//  A Hello carrying another key's session id must not take over that
+//  session (and with it the results of the jobs it submitted)
+static bool
+test_session_takeover (void)
+{
+    bool ok = true;
+    peer_t owner, thief, worker;
+    s_join (&owner, s_producers, &s_producer, DRV_PEER_CLIENT, NULL, NULL);
+    uint8_t id [16];
+    CHECK (s_submit_one (&owner, "steal.q", id, NULL) == DRV_CODE_OK);
+    s_peer_open (&thief, s_producers, &s_producer2);
+    memcpy (thief.session, owner.session, 16);
+    drv_msg_t msg = s_hello (&thief, DRV_PEER_CLIENT, NULL, NULL);
+    bool refused = msg.cmd == DRV_CMD_ERROR;
+    s_join (&worker, s_workers, &s_worker, DRV_PEER_WORKER, "steal.q", NULL);
+    msg = s_recv_cmd (&worker, DRV_CMD_DISPATCH);
+    CHECK (msg.cmd == DRV_CMD_DISPATCH);
+    s_report_done (&worker, id, "owner's result");
+    bool stolen = false;
+    uint64_t end = drv_now_ms () + 1000;
+    while (!refused && drv_now_ms () < end && s_recv_within (&thief, 200, &msg))
+        if (msg.cmd == DRV_CMD_DELIVER)
+            for (size_t i = 0; i < msg.count; i++)
+                if (memcmp (msg.results [i].id, id, 16) == 0)
+                    stolen = true;
+    GAP (!stolen);
+    printf ("sessions: another key cannot take over a session\n");
+done:
+    s_peer_close (&worker);
+    s_peer_close (&thief);
+    s_peer_close (&owner);
+    return ok;
+}
+
 //  A removed key's subscription to the state stream must end too
 static bool
 test_revoke_subscriber (zactor_t *broker)
@@ -1355,6 +1389,7 @@ main (int argc, char *argv [])
     if (argc > 1 && streq (argv [1], "gaps")) {
         bool kept = test_dead_letter_ids ();
         kept &= test_resubmit_foreign_id ();
+        kept &= test_session_takeover ();
         kept &= test_revoke_race ();
         kept &= test_revoke_subscriber (broker);
         zactor_destroy (&broker);
