@@ -10,7 +10,7 @@ grep -q 'role = "worker"' "$T/keys/worker" || fail "role missing from certificat
 grep -q 'secret-key' "$T/keys/worker" && fail "public certificate holds a secret key"
 "$DROVER" keygen "$T/keys/outsider" >/dev/null || fail "keygen outsider"
 
-start_broker
+start_broker --no-metrics
 start_workers echo echo 1 --exec cat
 expect_eq "$("$DROVER" submit -q echo --data hi --wait --timeout 20)" "hi" "allowed producer"
 
@@ -49,7 +49,7 @@ grep -q "nope_secret" "$T/nokey.err" || fail "message does not name the missing 
 expect_eq "$("$DROVER" submit -q echo --data still --wait --timeout 20)" "still" "after refusals"
 
 # Without --cert, droverd creates its certificate once and reuses it
-"$DROVERD" --producers tcp://127.0.0.1:0 --workers tcp://127.0.0.1:0 \
+"$DROVERD" --producers tcp://127.0.0.1:0 --workers tcp://127.0.0.1:0 --no-metrics \
     --data-dir "$T/auto" --allow "$T/allow" >"$T/auto1.log" 2>&1 &
 pid=$!
 PIDS+=("$pid")
@@ -58,7 +58,7 @@ kill -TERM "$pid"; wait "$pid"
 [ -f "$T/auto/server.cert" ] && [ -f "$T/auto/server.cert_secret" ] || fail "no generated certificate"
 expect_eq "$(stat -c %a "$T/auto/server.cert_secret")" "600" "generated secret mode"
 key1=$(grep public-key "$T/auto/server.cert")
-"$DROVERD" --producers tcp://127.0.0.1:0 --workers tcp://127.0.0.1:0 \
+"$DROVERD" --producers tcp://127.0.0.1:0 --workers tcp://127.0.0.1:0 --no-metrics \
     --data-dir "$T/auto" --allow "$T/allow" >"$T/auto2.log" 2>&1 &
 pid=$!
 PIDS+=("$pid")
@@ -68,7 +68,7 @@ kill -TERM "$pid"; wait "$pid"
 expect_eq "$(grep public-key "$T/auto/server.cert")" "$key1" "server key after restart"
 
 # --insecure: plaintext both ends, with a warning in the log
-"$DROVERD" --producers tcp://127.0.0.1:0 --workers tcp://127.0.0.1:0 --insecure \
+"$DROVERD" --producers tcp://127.0.0.1:0 --workers tcp://127.0.0.1:0 --no-metrics --insecure \
     --data-dir "$T/plain" >"$T/insecure.log" 2>&1 &
 pid=$!
 PIDS+=("$pid")
