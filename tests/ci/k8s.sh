@@ -55,7 +55,12 @@ RENDERERS=("$(command -v kubectl)")
 # Debian's kubectl too, unpacked beside the other, unless it is the one above
 if ! kubectl version --client 2>/dev/null | grep -q 'v1\.20\.'; then
     mkdir -p "$T/deb"
-    if (cd "$T/deb" && apt-get download kubernetes-client >/dev/null 2>&1) \
+    fetch_deb () { (cd "$T/deb" && apt-get download kubernetes-client >/dev/null 2>&1); }
+    if ! fetch_deb && [ $apt_updated = 0 ]; then
+        $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq && apt_updated=1
+        fetch_deb || true
+    fi
+    if ls "$T"/deb/kubernetes-client_*.deb >/dev/null 2>&1 \
        && dpkg -x "$T"/deb/kubernetes-client_*.deb "$T/deb/root" \
        && [ -x "$T/deb/root/usr/bin/kubectl" ]; then
         RENDERERS+=("$T/deb/root/usr/bin/kubectl")
