@@ -116,7 +116,7 @@ secret_volume "$T/producer-keys" "$T/keys/server" "$T/keys/producer_secret"
 secret_volume "$T/producer2-keys" "$T/keys/server" "$T/keys/producer2_secret"
 
 ENDPOINTS=(DROVER_PRODUCERS=tcp://127.0.0.1:0 DROVER_WORKERS=tcp://127.0.0.1:0
-           DROVER_STATE=tcp://127.0.0.1:0 DROVER_METRICS=off)
+           DROVER_STATE=tcp://127.0.0.1:0 DROVER_METRICS=tcp://127.0.0.1:0)
 
 # Without DROVER_ALLOW_OPEN_KEY the broker refuses the group-readable key
 no_open=()
@@ -144,6 +144,28 @@ WORKERS=$(grep -oE 'tcp://[0-9.]+:[0-9]+' <<<"$line" | sed -n 2p)
     || fail "no journal under the data directory the manifests name"
 echo "ok - droverd runs with the manifests' settings (clients $PRODUCERS, workers $WORKERS)"
 
+# The probes: GET /healthz and /readyz on the HTTP endpoint, which the
+# broker names in its log
+http_get () {
+    local port=$1 path=$2 reply
+    exec 3<>"/dev/tcp/127.0.0.1/$port" || return 1
+    printf 'GET %s HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n' "$path" >&3
+    reply=$(timeout 5 cat <&3)
+    exec 3<&-
+    printf '%s\n' "$reply"
+}
+HTTP_PORT=$(grep -iE '(http|metrics)' "$T/broker.log" | grep -oE 'tcp://127\.0\.0\.1:[0-9]+' \
+    | head -n 1 | sed 's/.*://')
+if [ -n "$HTTP_PORT" ]; then
+    "$DROVER" health --url "http://127.0.0.1:$HTTP_PORT/healthz" > /dev/null 2>&1 \
+        || fail "liveness: /healthz on port $HTTP_PORT does not answer 200"
+    wait_for 10 "$DROVER" health --url "http://127.0.0.1:$HTTP_PORT/readyz" \
+        || fail "readiness: /readyz on port $HTTP_PORT never answered 200"
+    echo "ok - the probes' endpoints answer: /healthz and /readyz on the HTTP port"
+else
+    echo "note: the broker names no HTTP endpoint in its log; probes not exercised"
+fi
+
 # A worker pod: its ConfigMap, its args; only the broker's address differs
 start_worker () {
     local log=$1
@@ -166,6 +188,14 @@ out=$(seq 1 20 | sed 's/^/job number /' | producer "$T/producer-keys" timeout 30
 [ "$(wc -l <<<"$out")" = 20 ] || fail "the producer got $(wc -l <<<"$out") results, not 20: $out"
 [ "$(sed -n 20p <<<"$out")" = "JOB NUMBER 20" ] || fail "unexpected results: $(head -3 <<<"$out")"
 echo "ok - the producer Job's pipeline: 20 jobs, 20 results in order, through the worker pod"
+
+# What the autoscalers read: the per-queue depth gauge
+if [ -n "$HTTP_PORT" ]; then
+    metrics=$(http_get "$HTTP_PORT" /metrics)
+    grep -q '^drover_queue_depth{queue="upper"} 0$' <<<"$metrics" \
+        || fail "/metrics has no drover_queue_depth{queue=\"upper\"} 0: $(grep queue_depth <<<"$metrics" | head -3)"
+    echo "ok - /metrics exports drover_queue_depth{queue=\"upper\"}, the series the autoscalers query"
+fi
 
 # A new producer key, added by updating the allow-list Secret
 producer "$T/producer2-keys" timeout 10 "$DROVER" submit -q upper --data before --wait --timeout 3 \
