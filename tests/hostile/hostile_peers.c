@@ -41,8 +41,10 @@
 #define HOSTILE_THREADS 6
 #define MAX_PAYLOAD     65536       //  droverd --max-payload
 #define RSS_LIMIT_KIB   (200 * 1024)
-#define LAST_PHASE_MS   8000
+#define LAST_PHASE_MS   6000
 #define WARM_UP_MS      2000
+#define AMPLIFIER_MS    5000
+#define AMPLIFIER_KIB   (64 * 1024) //  what one peer that never reads may cost
 
 static atomic_bool s_stop;
 static atomic_ulong s_sent;         //  hostile messages the sockets took
@@ -393,6 +395,29 @@ s_hostile_thread (void *arg)
     return NULL;
 }
 
+//  One long-lived producer connection that asks for Stats as fast as its
+//  queue lets it and never reads an answer: what the broker holds for a
+//  peer that does not read must stay bounded.
+static void *
+s_amplifier_thread (void *arg)
+{
+    hostile_t *self = (hostile_t *) arg;
+    self->ctx = zmq_ctx_new ();
+    self->codec = drv_codec_new ();
+    void *socket = hh_dealer (self->ctx, self->home, HH_PRODUCER, 4);
+    s_hello (self, socket, 0);
+    while (!atomic_load (&s_stop)) {
+        drv_msg_t msg;
+        drv_msg_init (&msg, DRV_CMD_STATS, s_rand (self));
+        s_send (self, socket, &msg, 0, 0);
+        usleep (100);
+    }
+    zmq_close (socket);
+    drv_codec_destroy (&self->codec);
+    zmq_ctx_term (self->ctx);
+    return NULL;
+}
+
 //  Honest peers --------------------------------------------------------------
 
 static int
@@ -490,7 +515,7 @@ main (int argc, char *argv [])
     HH_CHECK (rc == 0, "honest client cannot connect: %s", drover_strerror (rc));
 
     //  The attack begins, and goes on until the end
-    pthread_t sampler, hostile_threads [HOSTILE_THREADS];
+    pthread_t sampler, amplifier, hostile_threads [HOSTILE_THREADS];
     pthread_create (&sampler, NULL, s_sampler_thread, NULL);
     static hostile_t hostile [HOSTILE_THREADS];
     for (int i = 0; i < HOSTILE_THREADS; i++) {
@@ -566,9 +591,19 @@ main (int argc, char *argv [])
     long second_half = s_rss_max (phase_start + LAST_PHASE_MS / 2, phase_end);
     uint64_t stats_last = s_honest_stats (client);
 
+    //  The reader that never reads: one connection asking for Stats
+    long rss_before_amp = hh_rss_kib ();
+    static hostile_t quiet_reader = {.who = HH_PRODUCER, .rng = 7};
+    quiet_reader.home = hh.producers;
+    pthread_create (&amplifier, NULL, s_amplifier_thread, &quiet_reader);
+    usleep (AMPLIFIER_MS * 1000);
+    long rss_amp = s_rss_max (hh_now_ms () - AMPLIFIER_MS, hh_now_ms ());
+    uint64_t stats_amp = s_honest_stats (client);
+
     atomic_store (&s_stop, true);
     for (int i = 0; i < HOSTILE_THREADS; i++)
         pthread_join (hostile_threads [i], NULL);
+    pthread_join (amplifier, NULL);
     pthread_join (sampler, NULL);
     long rss_max = s_rss_max (0, UINT64_MAX);
     long rss_end = hh_rss_kib ();
@@ -605,11 +640,17 @@ main (int argc, char *argv [])
     printf ("droverd RSS: start %ld KiB, max %ld KiB, last phase %ld -> %ld KiB, end %ld KiB; "
             "CPU %.2f s; %d warning lines logged\n", rss_start, rss_max, first_half, second_half,
             rss_end, cpu, warns);
+    printf ("one peer asking for Stats and never reading: RSS %ld -> %ld KiB in %d ms; "
+            "honest Stats then took %llu ms\n", rss_before_amp, rss_amp, AMPLIFIER_MS,
+            (unsigned long long) stats_amp);
     HH_CHECK (rss_max > 0 && rss_max < RSS_LIMIT_KIB, "droverd RSS reached %ld KiB", rss_max);
     HH_CHECK (second_half <= first_half + 16 * 1024,
               "droverd RSS still growing in the last phase: %ld -> %ld KiB", first_half, second_half);
     HH_CHECK (WIFEXITED (status) && WEXITSTATUS (status) == 0,
               "droverd did not exit cleanly on SIGTERM (status %d)", status);
+    HH_CHECK (rss_amp - rss_before_amp < AMPLIFIER_KIB,
+              "one peer that never reads made droverd hold %ld KiB more in %d ms",
+              rss_amp - rss_before_amp, AMPLIFIER_MS);
     printf ("hostile peers: all checks passed in %.1f s\n",
             (double) (hh_now_ms () - test_start) / 1000.0);
     return 0;
