@@ -80,6 +80,22 @@ grep -Eq '^QUEUE +SUBMITTED +RETRIED +DEAD +PAUSED +SUBMIT/S +DONE/S$' "$T/out" 
 grep -Eq '^slow +2 +0 +0 +no ' "$T/out" || fail "stats row for slow: $(cat "$T/out")"
 pass "stats: every counter, as a table and as JSON"
 
+# The broker's own HTTP endpoint, when this droverd has one (it logs it).
+if wait_for 3 grep -q "serving metrics and health on" "$T/broker.log"; then
+    http=$(sed -nE 's/.*serving metrics and health on tcp:\/\/([^ ]+) \(HTTP\).*/\1/p' "$T/broker.log" | tail -n 1)
+    [[ "$http" =~ ^127\.0\.0\.1:[0-9]+$ ]] || fail "HTTP endpoint line: $(grep 'metrics and health' "$T/broker.log")"
+    "$DROVER" health --url "http://$http/readyz" > "$T/out" 2>"$T/err" \
+        || fail "drover health on a serving broker: $(cat "$T/err")"
+    DROVER_HEALTH_URL="http://$http/healthz" "$DROVER" health > "$T/out" 2>"$T/err" \
+        || fail "drover health /healthz: $(cat "$T/err")"
+    "$DROVER" health --url "http://$http/no-such-page" > "$T/out" 2>"$T/err" \
+        && fail "drover health on a missing page succeeded"
+    grep -q "HTTP 4" "$T/err" || fail "missing page: $(cat "$T/err")"
+    pass "drover health against droverd's own /readyz and /healthz ($http)"
+else
+    echo "ok - workers: # this droverd serves no HTTP endpoint yet: health checked against the stand-in only"
+fi
+
 # SIGHUP: reread the allow-list, keep serving.
 kill -HUP "$BROKER_PID"
 wait_for 5 grep -q "SIGHUP" "$T/broker.log" || fail "no SIGHUP line in the broker log"
