@@ -7,7 +7,10 @@ set(DROVER_OPS_ENV
   "DROVERD=$<TARGET_FILE:droverd>"
   "DROVER=$<TARGET_FILE:drover_cli>"
   "DROVER_WORKER=$<TARGET_FILE:drover-worker>"
-  "DROVER_PLUGIN=$<TARGET_FILE:drover_example_plugin>")
+  "DROVER_PLUGIN=$<TARGET_FILE:drover_example_plugin>"
+  # A broker started without --metrics serves HTTP on loopback, on a port
+  # the OS picks, never on the default *:9090.
+  "DROVER_METRICS=tcp://127.0.0.1:0")
 foreach(name config health workers)
   add_test(NAME ops_${name}
     COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/ops/${name}.sh)

@@ -6,7 +6,14 @@
 # --print-config exits before any socket is opened.
 . "$(dirname "$0")/../integration/lib.sh"
 DEPLOY="$(cd "$(dirname "$0")/../../deploy" && pwd)"
-unset DROVER_CONFIG DROVER_PLUGIN DROVER_QUEUE DROVER_EXEC
+# Settings must come from this script alone: drop any DROVER_* variable
+# but the paths of the programs under test.
+for var in $(compgen -e | grep '^DROVER_'); do
+    case $var in
+        DROVER_WORKER) ;;
+        *) unset "$var" ;;
+    esac
+done
 
 # setting NAME < OUTPUT: the value of NAME in --print-config output.
 setting () {
