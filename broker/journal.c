@@ -80,6 +80,9 @@ struct _journal_t {
     uint32_t tmp_seq;                   //  the number it will be renamed to
     uint64_t tmp_size;                  //  bytes written to it so far
     char compact_error [256];           //  first compact_append failure, or ""
+    size_t batch_records;               //  records in the batch being built
+    uint64_t sync_us;                   //  duration of the most recent fdatasync
+    journal_stats_t stats;              //  counters for metrics (bytes, segments filled in on read)
 };
 
 
@@ -167,13 +170,22 @@ s_seq_cmp (const void *a, const void *b)
 }
 
 //  fdatasync through the io hook; EINTR is not a failure, just retried.
+//  Each call is counted and timed for metrics (errno is kept).
 static int
 s_sync (journal_t *self, int fd)
 {
+    uint64_t start = s_now_us ();
     int rc;
     do
         rc = self->io.fdatasync (fd);
     while (rc != 0 && errno == EINTR);
+    int err = errno;
+    self->sync_us = s_now_us () - start;
+    self->stats.fsyncs++;
+    if (rc != 0)
+        self->stats.fsync_failures++;
+    prom_histogram_observe (&self->stats.fsync_seconds, (double) self->sync_us / 1e6);
+    errno = err;
     return rc;
 }
 
@@ -327,6 +339,7 @@ static void
 s_batch_reset (journal_t *self)
 {
     self->buf_len = 0;
+    self->batch_records = 0;
     if (self->buf_cap > S_BATCH_KEEP) {
         free (self->buf);
         self->buf = NULL;
@@ -556,6 +569,7 @@ journal_open (const char *dir, const journal_io_t *io, char *why, size_t why_siz
     }
     self->dir_fd = self->fd = self->tmp_fd = -1;
     self->compact_min = S_COMPACT_MIN;
+    prom_histogram_init_fsync (&self->stats.fsync_seconds);
     self->io.writev = io && io->writev? io->writev: writev;
     self->io.fdatasync = io && io->fdatasync? io->fdatasync: fdatasync;
     self->io.ftruncate = io && io->ftruncate? io->ftruncate: ftruncate;
@@ -804,7 +818,10 @@ journal_append (journal_t *self, uint8_t type, const void *head, size_t head_siz
     assert (self);
     assert (self->replayed);
     assert (!self->compacting);
-    return s_frame (self, type, head, head_size, tail, tail_size);
+    if (s_frame (self, type, head, head_size, tail, tail_size))
+        return -1;
+    self->batch_records++;
+    return 0;
 }
 
 bool
@@ -843,6 +860,7 @@ journal_commit (journal_t *self, char *why, size_t why_size)
     if (self->broken [0]) {
         s_why (why, why_size, "%s", self->broken);
         s_batch_reset (self);
+        self->stats.commit_failures++;
         return -1;
     }
     if (self->dirty) {
@@ -850,6 +868,7 @@ journal_commit (journal_t *self, char *why, size_t why_size)
             s_why (why, why_size, "cannot cut journal %s back after a failed commit: %s",
                    path, strerror (errno));
             s_batch_reset (self);
+            self->stats.commit_failures++;
             return -1;
         }
         self->dirty = false;
@@ -857,19 +876,22 @@ journal_commit (journal_t *self, char *why, size_t why_size)
     if (s_write_all (self, self->fd, self->buf, self->buf_len) != 0) {
         s_why (why, why_size, "journal write to %s failed: %s", path, strerror (errno));
         s_rollback (self);
+        self->stats.commit_failures++;
         return -1;
     }
-    uint64_t start = s_now_us ();
     int rc = s_sync (self, self->fd);
     int err = errno;
-    self->last_sync_us = s_now_us () - start;
+    self->last_sync_us = self->sync_us;
     if (rc != 0) {
         s_why (why, why_size, "journal sync of %s failed: %s", path, strerror (err));
         s_rollback (self);
+        self->stats.commit_failures++;
         return -1;
     }
     seg->size += self->buf_len;
     self->size += self->buf_len;
+    self->stats.records += self->batch_records;
+    self->stats.commits++;
     s_batch_reset (self);
     return 0;
 }
@@ -904,6 +926,16 @@ journal_last_sync_us (journal_t *self)
 {
     assert (self);
     return self->last_sync_us;
+}
+
+void
+journal_stats (journal_t *self, journal_stats_t *stats)
+{
+    assert (self);
+    assert (stats);
+    *stats = self->stats;
+    stats->bytes = self->size;
+    stats->segments = self->seg_count;
 }
 
 
@@ -1024,6 +1056,7 @@ journal_compact_end (journal_t *self, char *why, size_t why_size)
     s_seg_path (self, self->tmp_seq, false, path, sizeof path);
     drv_log (DRV_LOG_INFO, "journal", "compacted into %s: %" PRIu64 " -> %" PRIu64 " bytes",
              path, old_size, self->size);
+    self->stats.compactions++;
     return 0;
 }
 
