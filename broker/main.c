@@ -8,6 +8,7 @@
 #define _GNU_SOURCE
 #include "broker.h"
 #include "conf.h"
+#include "drover.h"
 #include "util.h"
 
 #include <ctype.h>
@@ -84,7 +85,7 @@ main (int argc, char *argv [])
     broker_config_defaults (&config);
     const char *config_file = NULL;
     const char *metrics = NULL;
-    bool print_config = false, help = false;
+    bool print_config = false, help = false, version = false;
     int durability = 0, log_level = 1, log_format = 0;
     uint32_t job_timeout_s = 300;
 
@@ -180,6 +181,8 @@ main (int argc, char *argv [])
         { .name = "print-config", .type = DRV_CONF_BOOL, .target = &print_config,
           .flags = DRV_CONF_FLAG_ONLY,
           .help = "print the settings in effect as a config file, and exit" },
+        { .name = "version", .type = DRV_CONF_BOOL, .target = &version,
+          .flags = DRV_CONF_FLAG_ONLY, .help = "print the version and exit" },
         { .name = "help", .letter = 'h', .type = DRV_CONF_BOOL, .target = &help,
           .flags = DRV_CONF_FLAG_ONLY, .help = "this text" },
     };
@@ -201,6 +204,12 @@ main (int argc, char *argv [])
                 "the config file, then the defaults.\n\n");
         drv_conf_usage (conf, stdout);
         printf ("\nSIGINT or SIGTERM stops the broker; SIGHUP rereads the allow-list.\n");
+        drv_conf_destroy (&conf);
+        return 0;
+    }
+    if (version) {
+        printf ("droverd %d.%d.%d\n", DROVER_VERSION_MAJOR, DROVER_VERSION_MINOR,
+                DROVER_VERSION_PATCH);
         drv_conf_destroy (&conf);
         return 0;
     }
