@@ -74,6 +74,13 @@ cp "$T/keys/latecomer" "$T/allow/latecomer.cert"
 expect_eq "$(as latecomer submit -q who --data late --wait --timeout 20)" "$(pubkey latecomer)" \
     "a key added while the broker runs"
 
+# ... and refused again once removed
+rm "$T/allow/latecomer.cert"
+wait_for 5 sh -c "! DROVER_CERT='$T/keys/latecomer_secret' '$DROVER' submit -q who --data x --timeout 5 >/dev/null 2>&1" \
+    || fail "a removed producer key still submits"
+as latecomer submit -q who --data x --timeout 5 2>/dev/null >/dev/null
+expect_eq "$?" "3" "exit code for a removed producer key"
+
 # Removing a key closes its live session: its worker is no longer served
 "$DROVER_WORKER" --broker "$WORKERS" --server-key "$T/keys/server" \
     --cert "$T/keys/leaver_secret" --queue leave --processes 0 --exec cat \
