@@ -24,7 +24,7 @@
 //  workers --------------------------------------------------------------------
 
 static const char *s_workers_usage =
-    "Usage: drover workers [--json] [--timeout S]\n"
+    "Usage: drover workers [--all] [--json] [--timeout S]\n"
     "\n"
     "Lists the workers connected to the broker, one per line: name, key (its\n"
     "first 8 characters), queues served, credit (jobs it will still take), jobs\n"
@@ -33,16 +33,16 @@ static const char *s_workers_usage =
     "left out.\n"
     "\n"
     "Options:\n"
-    "      --json            one JSON object per worker, one per line\n"
+    "  -a, --all             the connected clients too, in a second table (the\n"
+    "                        broker shows them to admin keys only)\n"
+    "      --json            one JSON object per peer, one per line\n"
     "  -t, --timeout S       how long the broker may take to answer (default 5)\n"
     CLI_CONNECT_HELP
     "  -h, --help            show this help\n";
 
-static int
-s_workers_failed (const char *what, int rc, int timeout_ms)
-{
-    return cli_request_failed (what, rc, timeout_ms);
-}
+enum {
+    S_OPT_JSON = 0x1200
+};
 
 //  Queue names of a peer joined with commas ("-" when none).
 static void
@@ -76,23 +76,38 @@ s_format_idle (uint64_t ms, char *text, size_t size)
         snprintf (text, size, "%" PRIu64 "d%" PRIu64 "h", s / 86400, s % 86400 / 3600);
 }
 
-int
-cli_workers (int argc, char **argv)
+//  One peer as a JSON object on its own line.
+static void
+s_peer_json (const drover_peer_info_t *peer)
 {
-    drover_stats_t *stats = NULL;
-    bool json = false;
-    int exit_code = cli_request_stats (argc, argv, s_workers_usage, CLI_LIMIT_NONE,
-                                       s_workers_failed, &stats, &json);
-    if (exit_code >= 0)
-        return exit_code;
+    printf ("{\"kind\":\"%s\",\"name\":", peer->kind == DROVER_PEER_WORKER? "worker": "client");
+    cli_json_string (peer->name);
+    printf (",\"key\":");
+    cli_json_string (peer->key);
+    printf (",\"role\":");
+    cli_json_string (peer->role);
+    if (peer->kind == DROVER_PEER_WORKER) {
+        printf (",\"queues\":[");
+        for (size_t q = 0; q < peer->queue_count; q++) {
+            printf ("%s", q? ",": "");
+            cli_json_string (peer->queues [q]);
+        }
+        printf ("],\"credit\":%" PRIu32 ",\"inflight\":%" PRIu32, peer->credit, peer->inflight);
+    }
+    printf (",\"connected_ms\":%" PRIu64 ",\"idle_ms\":%" PRIu64 "}\n",
+            peer->connected_ms, peer->idle_ms);
+}
 
+//  The table of workers.
+static void
+s_workers_table (drover_stats_t *stats)
+{
     int name_width = 4, queue_width = 6;
     char queues [1024];
     for (size_t i = 0; i < stats->peer_count; i++) {
         const drover_peer_info_t *peer = &stats->peers [i];
         if (peer->kind != DROVER_PEER_WORKER)
             continue;
-        cli_one_line (stats->peers [i].name);
         int length = (int) strlen (peer->name);
         if (length > name_width)
             name_width = length;
@@ -101,9 +116,8 @@ cli_workers (int argc, char **argv)
         if (length > queue_width)
             queue_width = length;
     }
-    if (!json)
-        printf ("%-*s %-8s %-*s %6s %8s %-20s %8s\n", name_width, "NAME", "KEY",
-                queue_width, "QUEUES", "CREDIT", "INFLIGHT", "CONNECTED", "IDLE");
+    printf ("%-*s %-8s %-*s %6s %8s %-20s %8s\n", name_width, "NAME", "KEY",
+            queue_width, "QUEUES", "CREDIT", "INFLIGHT", "CONNECTED", "IDLE");
     for (size_t i = 0; i < stats->peer_count; i++) {
         const drover_peer_info_t *peer = &stats->peers [i];
         if (peer->kind != DROVER_PEER_WORKER)
@@ -111,27 +125,99 @@ cli_workers (int argc, char **argv)
         char since [32], idle [32];
         cli_format_time (peer->connected_ms, since, sizeof since);
         s_format_idle (peer->idle_ms, idle, sizeof idle);
-        if (json) {
-            printf ("{\"name\":");
-            cli_json_string (peer->name);
-            printf (",\"key\":");
-            cli_json_string (peer->key);
-            printf (",\"role\":");
-            cli_json_string (peer->role);
-            printf (",\"queues\":[");
-            for (size_t q = 0; q < peer->queue_count; q++) {
-                printf ("%s", q? ",": "");
-                cli_json_string (peer->queues [q]);
-            }
-            printf ("],\"credit\":%" PRIu32 ",\"inflight\":%" PRIu32
-                    ",\"connected_ms\":%" PRIu64 ",\"idle_ms\":%" PRIu64 "}\n",
-                    peer->credit, peer->inflight, peer->connected_ms, peer->idle_ms);
-            continue;
-        }
         s_join_queues (peer, queues, sizeof queues);
         printf ("%-*s %-8.8s %-*s %6" PRIu32 " %8" PRIu32 " %-20s %8s\n",
                 name_width, peer->name, *peer->key? peer->key: "-", queue_width, queues,
                 peer->credit, peer->inflight, since, idle);
+    }
+}
+
+//  The table of clients.
+static void
+s_clients_table (drover_stats_t *stats)
+{
+    int name_width = 6;
+    for (size_t i = 0; i < stats->peer_count; i++)
+        if (stats->peers [i].kind == DROVER_PEER_CLIENT
+        &&  (int) strlen (stats->peers [i].name) > name_width)
+            name_width = (int) strlen (stats->peers [i].name);
+    printf ("\n%-*s %-8s %-8s %-20s %8s\n", name_width, "CLIENT", "KEY", "ROLE",
+            "CONNECTED", "IDLE");
+    for (size_t i = 0; i < stats->peer_count; i++) {
+        const drover_peer_info_t *peer = &stats->peers [i];
+        if (peer->kind != DROVER_PEER_CLIENT)
+            continue;
+        char since [32], idle [32];
+        cli_format_time (peer->connected_ms, since, sizeof since);
+        s_format_idle (peer->idle_ms, idle, sizeof idle);
+        printf ("%-*s %-8.8s %-8s %-20s %8s\n", name_width, peer->name,
+                *peer->key? peer->key: "-", *peer->role? peer->role: "-", since, idle);
+    }
+}
+
+int
+cli_workers (int argc, char **argv)
+{
+    static const struct option options [] = {
+        { "all",     no_argument,       NULL, 'a' },
+        { "json",    no_argument,       NULL, S_OPT_JSON },
+        { "timeout", required_argument, NULL, 't' },
+        { "help",    no_argument,       NULL, 'h' },
+        CLI_CONNECT_OPTIONS,
+        { NULL, 0, NULL, 0 }
+    };
+    const char *cmd = argv [0];
+    drover_connect_t conn;
+    memset (&conn, 0, sizeof conn);
+    bool all = false, json = false;
+    int timeout_ms = CLI_DEFAULT_REQUEST_MS;
+    int64_t ms;
+    int opt;
+    while ((opt = cli_getopt_connect (argc, argv, ":at:h", options, &conn)) != -1) {
+        switch (opt) {
+            case 'a':
+                all = true;
+                break;
+            case S_OPT_JSON:
+                json = true;
+                break;
+            case 't':
+                if (cli_parse_seconds (optarg, &ms) || ms < 1 || ms > INT32_MAX)
+                    return cli_usage (cmd, "--timeout wants seconds > 0, not '%s'", optarg);
+                timeout_ms = (int) ms;
+                break;
+            case 'h':
+                fputs (s_workers_usage, stdout);
+                return CLI_EXIT_OK;
+            default:
+                return CLI_EXIT_USAGE;
+        }
+    }
+    if (optind < argc)
+        return cli_usage (cmd, "unexpected argument '%s'", argv [optind]);
+
+    drover_client_t *client = NULL;
+    int exit_code = cli_connect (&conn, cmd, &client);
+    if (exit_code)
+        return exit_code;
+    drover_stats_t *stats = NULL;
+    int rc = drover_stats (client, &stats, timeout_ms);
+    drover_client_destroy (&client);
+    if (rc)
+        return cli_request_failed (cmd, rc, timeout_ms);
+
+    //  Names come from peers: keep each on its line.
+    for (size_t i = 0; i < stats->peer_count; i++)
+        cli_one_line (stats->peers [i].name);
+    if (json) {
+        for (size_t i = 0; i < stats->peer_count; i++)
+            if (all || stats->peers [i].kind == DROVER_PEER_WORKER)
+                s_peer_json (&stats->peers [i]);
+    }
+    else {
+        s_workers_table (stats);
+        if (all)
+            s_clients_table (stats);
     }
     //  The broker lists at most one message's worth of peers.
     size_t listed = 0;

@@ -80,6 +80,20 @@ grep -Eq '^QUEUE +SUBMITTED +RETRIED +DEAD +PAUSED +SUBMIT/S +DONE/S$' "$T/out" 
 grep -Eq '^slow +2 +0 +0 +no ' "$T/out" || fail "stats row for slow: $(cat "$T/out")"
 pass "stats: every counter, as a table and as JSON"
 
+# --all: the clients too, for an admin key (the asker is one of them).
+DROVER_CERT="$T/keys/admin_secret" "$DROVER" workers --all > "$T/out" 2>"$T/err" \
+    || fail "workers --all as admin: $(cat "$T/err")"
+grep -Eq '^CLIENT +KEY +ROLE +CONNECTED +IDLE$' "$T/out" || fail "no clients table: $(cat "$T/out")"
+grep -Eq " admin +20[0-9-]+T" "$T/out" || fail "admin does not see itself among the clients: $(cat "$T/out")"
+grep -q '^opsworker ' "$T/out" || fail "workers --all lost the worker: $(cat "$T/out")"
+DROVER_CERT="$T/keys/admin_secret" "$DROVER" workers --all --json > "$T/json" \
+    || fail "workers --all --json"
+grep -q '"kind":"client"' "$T/json" && grep -q '"kind":"worker"' "$T/json" \
+    || fail "workers --all --json: $(cat "$T/json")"
+"$DROVER" workers --all > "$T/out" || fail "workers --all as producer"
+expect_eq "$(sed -n '/^CLIENT /,$p' "$T/out" | wc -l)" 1 "clients a producer key sees"
+pass "workers --all lists clients to an admin key only"
+
 # The broker's own HTTP endpoint, when this droverd has one (it logs it).
 if wait_for 3 grep -q "serving metrics and health on" "$T/broker.log"; then
     http=$(sed -nE 's/.*serving metrics and health on tcp:\/\/([^ ]+) \(HTTP\).*/\1/p' "$T/broker.log" | tail -n 1)
