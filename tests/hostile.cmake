@@ -34,8 +34,12 @@ if(CMAKE_C_COMPILER_ID MATCHES "Clang")
   target_link_libraries(fuzz_broker PRIVATE PkgConfig::ZMQ PkgConfig::CZMQ
     PkgConfig::PROTOBUFC PkgConfig::SODIUM Threads::Threads)
   add_dependencies(fuzz_broker drover_wire_obj)
+  # The broker allocates on its own thread, so libFuzzer's per-input leak
+  # check (which runs whenever an input's mallocs and frees differ) would
+  # fire on nearly every input and cut the rate sixfold; leaks are still
+  # found at exit, where the target stops the broker before LeakSanitizer runs.
   add_test(NAME fuzz_broker COMMAND fuzz_broker -max_total_time=25 -timeout=30
-    -rss_limit_mb=4096 -print_final_stats=1 ${FUZZ_BROKER_CORPUS})
+    -detect_leaks=0 -rss_limit_mb=4096 -print_final_stats=1 ${FUZZ_BROKER_CORPUS})
   set_tests_properties(fuzz_broker PROPERTIES TIMEOUT 90 FIXTURES_REQUIRED fuzz_seeds)
 else()
   add_executable(fuzz_broker_corpus ${CMAKE_CURRENT_LIST_DIR}/fuzz_broker.c)
