@@ -225,9 +225,48 @@ s_test_growth (prom_t *prom)
     CHECK (prom_size (prom) > 500000, "size %zu", prom_size (prom));
 }
 
-int
-main (void)
+//  Writes a page using every feature, for an outside parser to check
+//  (tests/ci/metrics_format.sh).
+static int
+s_dump (const char *path)
 {
+    prom_t *prom = prom_new ();
+    prom_family (prom, "drover_jobs_submitted_total", PROM_COUNTER, "Jobs accepted, by queue.\nSecond line \\ here.");
+    prom_sample (prom, "drover_jobs_submitted_total", 1234, "queue", "upper", NULL);
+    prom_sample (prom, "drover_jobs_submitted_total", 9007199254740991.0, "queue", "a\\b\"c\nd", NULL);
+    prom_sample (prom, "drover_jobs_submitted_total", 0, "queue", "bad\xFFutf8", NULL);
+    prom_family (prom, "drover_workers", PROM_GAUGE, "Workers connected.");
+    prom_sample (prom, "drover_workers", 3, NULL);
+    prom_family (prom, "drover_ratio", PROM_GAUGE, "Odd values.");
+    prom_sample (prom, "drover_ratio", 1.0 / 3.0, "kind", "third", NULL);
+    prom_sample (prom, "drover_ratio", NAN, "kind", "nan", NULL);
+    prom_sample (prom, "drover_ratio", INFINITY, "kind", "inf", NULL);
+    prom_sample (prom, "drover_ratio", -1e-300, "kind", "tiny", NULL);
+    prom_histogram_t h;
+    prom_histogram_init_job (&h);
+    for (int i = 0; i < 1000; i++)
+        prom_histogram_observe (&h, i * 0.7);
+    prom_family (prom, "drover_job_run_seconds", PROM_HISTOGRAM, "Run time.");
+    prom_histogram (prom, "drover_job_run_seconds", &h, "queue", "upper", NULL);
+    prom_histogram_init_fsync (&h);
+    prom_histogram_observe (&h, 0.0003);
+    prom_family (prom, "drover_journal_fsync_seconds", PROM_HISTOGRAM, "fsync latency.");
+    prom_histogram (prom, "drover_journal_fsync_seconds", &h, NULL);
+    FILE *file = fopen (path, "w");
+    if (!file || fwrite (prom_data (prom), 1, prom_size (prom), file) != prom_size (prom)) {
+        perror (path);
+        return 1;
+    }
+    fclose (file);
+    prom_destroy (&prom);
+    return 0;
+}
+
+int
+main (int argc, char *argv [])
+{
+    if (argc == 3 && strcmp (argv [1], "--dump") == 0)
+        return s_dump (argv [2]);
     prom_t *prom = prom_new ();
     CHECK (prom, "prom_new");
     if (!prom)
