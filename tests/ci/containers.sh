@@ -33,14 +33,15 @@ if [ "$(id -u)" != 0 ]; then
         bash "$0" "$@"
 fi
 
+#  calc EXPR: arithmetic and comparisons on decimals (1 = true)
+calc () { awk "BEGIN { print ($1) }"; }
 START=$(date +%s.%N)
 LAST=$START
 #  step MESSAGE: a line with the time since the start and since the last step
 step () {
     local now
     now=$(date +%s.%N)
-    printf '[%6.1fs +%5.1fs] %s\n' "$(echo "$now - $START" | bc)" \
-        "$(echo "$now - $LAST" | bc)" "$*"
+    printf '[%6.1fs +%5.1fs] %s\n' "$(calc "$now - $START")" "$(calc "$now - $LAST")" "$*"
     LAST=$now
 }
 fail () {
@@ -48,12 +49,22 @@ fail () {
     exit 1
 }
 now_s () { date +%s.%N; }
-since () { printf '%.1f' "$(echo "$(now_s) - $1" | bc)"; }
+#  wait_log CONTAINER PATTERN SECONDS
+wait_log () {
+    local deadline=$((SECONDS + $3))
+    while [ $SECONDS -lt $deadline ]; do
+        grep -q -- "$2" <<<"$(podman logs "$1" 2>&1)" && return 0
+        sleep 0.2
+    done
+    podman logs "$1" 2>&1 | tail -20
+    return 1
+}
+since () { printf '%.1f' "$(calc "$(now_s) - $1")"; }
 
 # ---- packages --------------------------------------------------------------
 need=""
 for pkg in podman buildah debootstrap slirp4netns uidmap iptables runc \
-           docker-compose bc; do
+           docker-compose; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'ok installed' \
         || need="$need $pkg"
 done
@@ -74,6 +85,7 @@ WORKER1=drvci-$TAG-worker1
 WORKER2=drvci-$TAG-worker2
 PLUGIN_WORKER=drvci-$TAG-plugin
 PRODUCER=drvci-$TAG-producer
+BARE=drvci-$TAG-bare
 VOLUME=drvci-$TAG-data
 IMAGE=localhost/drover-ci:$TAG
 BASE=docker.io/library/debian:bookworm-slim
@@ -89,8 +101,8 @@ cleanup () {
         wait "$SERVICE_PID" 2>/dev/null
     fi
     if [ -n "${CONTAINERS_CONF:-}" ]; then
-        for c in "$PRODUCER" "$PLUGIN_WORKER" "$WORKER2" "$WORKER1" "$BROKER"; do
-            podman rm -f -t 0 "$c" >/dev/null 2>&1
+        for c in "$PRODUCER" "$PLUGIN_WORKER" "$WORKER2" "$WORKER1" "$BROKER" "$BARE"; do
+            podman rm -f -v -t 0 "$c" >/dev/null 2>&1
         done
         podman volume rm -f "$VOLUME" >/dev/null 2>&1
         podman network rm -f "$NET" >/dev/null 2>&1
@@ -249,6 +261,15 @@ podman run --rm --no-healthcheck "$IMAGE" sh -c \
     >/dev/null || fail "image contents (programs, plugin, libdrover, no compiler)"
 step "image checks: uid 10001, programs, libdrover, plugin at $plugin, no build tools"
 
+#  The image alone, no settings: droverd makes its own server certificate
+#  and journal in the (anonymous) volume, as uid 10001.
+podman run -d --name "$BARE" --health-interval disable "$IMAGE" >/dev/null 2>>"$WORK/podman.err"
+wait_log "$BARE" "serving clients" 20 || fail "the image's default command did not start a broker"
+files=$(podman exec "$BARE" sh -c 'cd /var/lib/drover && stat -c "%n %u %a" server.cert server.cert_secret && ls -d allow journal')
+grep -q "server.cert_secret 10001 600" <<<"$files" || fail "bare broker's data directory: $files"
+podman rm -f -v -t 5 "$BARE" >/dev/null 2>>"$WORK/podman.err"
+step "the image's default command: droverd made its certificate, allow/ and journal/ in /var/lib/drover"
+
 # ---- keys ------------------------------------------------------------------
 #  Made by the image's own drover keygen as uid 10001, so the containers can
 #  read their secret halves; mounted read-only below.
@@ -302,16 +323,6 @@ start_broker () {
         --health-interval disable \
         "$IMAGE" >/dev/null 2>>"$WORK/podman.err"
 }
-#  wait_log CONTAINER PATTERN SECONDS
-wait_log () {
-    local deadline=$((SECONDS + $3))
-    while [ $SECONDS -lt $deadline ]; do
-        grep -q -- "$2" <<<"$(podman logs "$1" 2>&1)" && return 0
-        sleep 0.2
-    done
-    podman logs "$1" 2>&1 | tail -20
-    return 1
-}
 t=$(now_s)
 start_broker
 wait_log "$BROKER" "serving clients" 20 || fail "broker did not start"
@@ -356,7 +367,7 @@ if grep -q 'http_new *(' "$ROOT/broker/broker.c"; then
             health=ok
             break
         fi
-        [ "$(echo "$(now_s) - $t > 15" | bc)" = 1 ] && break
+        [ "$(calc "$(now_s) - $t > 15")" = 1 ] && break
         sleep 0.5
     done
     if [ "$health" != ok ]; then
@@ -421,9 +432,9 @@ podman stop -t "$GRACE" "$WORKER2" >/dev/null
 stop_s=$(since "$t")
 code=$(podman inspect -f '{{.State.ExitCode}}' "$WORKER2")
 [ "$code" = 0 ] || { podman logs "$WORKER2" 2>&1 | tail; fail "worker2 exited $code on SIGTERM"; }
-[ "$(echo "$stop_s < $GRACE" | bc)" = 1 ] || fail "worker2 took ${stop_s}s to stop (grace ${GRACE}s)"
+[ "$(calc "$stop_s < $GRACE")" = 1 ] || fail "worker2 took ${stop_s}s to stop (grace ${GRACE}s)"
 #  It had 1.5 s jobs in hand: an exit much sooner means it did not wait.
-[ "$(echo "$stop_s > 0.8" | bc)" = 1 ] || fail "worker2 stopped in ${stop_s}s, without finishing its jobs"
+[ "$(calc "$stop_s > 0.8")" = 1 ] || fail "worker2 stopped in ${stop_s}s, without finishing its jobs"
 grep -q -i drain <<<"$(podman logs "$WORKER2" 2>&1)" \
     || { podman logs "$WORKER2" 2>&1 | tail -20; fail "worker2 did not log a drain"; }
 results=$(podman run --rm --network "$NET" --no-healthcheck "${KEYS_RO[@]}" "${PRODUCER_ENV[@]}" \
@@ -440,7 +451,7 @@ podman stop -t "$GRACE" "$BROKER" >/dev/null 2>>"$WORK/podman.err"
 stop_s=$(since "$t")
 code=$(podman inspect -f '{{.State.ExitCode}}' "$BROKER")
 [ "$code" = 0 ] || { podman logs "$BROKER" 2>&1 | tail; fail "droverd exited $code on SIGTERM"; }
-[ "$(echo "$stop_s < 10" | bc)" = 1 ] || fail "droverd took ${stop_s}s to stop"
+[ "$(calc "$stop_s < 10")" = 1 ] || fail "droverd took ${stop_s}s to stop"
 podman rm "$BROKER" >/dev/null 2>>"$WORK/podman.err"
 start_broker
 wait_log "$BROKER" "serving clients" 20 || fail "broker did not restart"
