@@ -4,12 +4,20 @@
 
 # Seeds: a valid envelope of every command for fuzz_codec, a conversation
 # per command for fuzz_broker. Written by a test that the fuzz runs require.
+# Under clang they go where the libFuzzer runs read their corpora; elsewhere
+# (where fuzz_*_corpus names the replay drivers) into a directory of their own.
 add_executable(hostile_seed_corpus ${CMAKE_CURRENT_LIST_DIR}/hostile/seed_corpus.c)
 target_include_directories(hostile_seed_corpus PRIVATE ${CMAKE_CURRENT_LIST_DIR})
 target_link_libraries(hostile_seed_corpus PRIVATE drover_wire)
-set(FUZZ_BROKER_CORPUS ${CMAKE_CURRENT_BINARY_DIR}/fuzz_broker_corpus)
-add_test(NAME fuzz_seeds COMMAND hostile_seed_corpus
-  ${CMAKE_CURRENT_BINARY_DIR}/fuzz_codec_corpus ${FUZZ_BROKER_CORPUS})
+if(CMAKE_C_COMPILER_ID MATCHES "Clang")
+  set(FUZZ_CODEC_SEEDS ${CMAKE_CURRENT_BINARY_DIR}/fuzz_codec_corpus)
+  set(FUZZ_BROKER_CORPUS ${CMAKE_CURRENT_BINARY_DIR}/fuzz_broker_corpus)
+else()
+  set(FUZZ_CODEC_SEEDS ${CMAKE_CURRENT_BINARY_DIR}/fuzz_seeds/codec)
+  set(FUZZ_BROKER_CORPUS ${CMAKE_CURRENT_BINARY_DIR}/fuzz_seeds/broker)
+  file(MAKE_DIRECTORY ${CMAKE_CURRENT_BINARY_DIR}/fuzz_seeds)
+endif()
+add_test(NAME fuzz_seeds COMMAND hostile_seed_corpus ${FUZZ_CODEC_SEEDS} ${FUZZ_BROKER_CORPUS})
 set_tests_properties(fuzz_seeds PROPERTIES FIXTURES_SETUP fuzz_seeds TIMEOUT 30)
 if(TEST fuzz_codec)
   set_tests_properties(fuzz_codec PROPERTIES FIXTURES_REQUIRED fuzz_seeds)
