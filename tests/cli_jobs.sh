@@ -85,7 +85,7 @@ is_id "$ID" || fail "submit printed '$ID', not an id"
 run 0 result "$ID" --wait --timeout 20
 [ "$(cat "$TMP/out")" = LATER ] || fail "result --wait printed '$(cat "$TMP/out")'"
 run 0 status "$ID"
-grep -Eq "^$ID done attempts=1 queue=cli$" "$TMP/out" || fail "status line: $(cat "$TMP/out")"
+grep -Eq "^$ID done attempts=1 queue=cli submitter=[^ ]{40}$" "$TMP/out" || fail "status line: $(cat "$TMP/out")"
 
 # A failing job: exit 1 and its error on stderr.
 run 1 submit -q cli --data fail-one --attempts 1 --wait

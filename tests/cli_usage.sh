@@ -53,7 +53,7 @@ grep -q "unknown command 'frobnicate'" "$TMP/err" || fail "unknown command messa
 expect 2 --frobnicate && expect_error_line --frobnicate
 
 # ---- every command has --help on stdout, exit 0 -----------------------------
-for cmd in keygen submit map result status cancel stats queues pause resume dead up demo bench; do
+for cmd in keygen submit map result status cancel stats workers health queues pause resume dead up demo bench; do
     if expect 0 "$cmd" --help; then
         grep -q "Usage: drover $cmd" "$TMP/out" || fail "$cmd --help prints no usage"
         [ -s "$TMP/err" ] && fail "$cmd --help wrote to stderr"

@@ -7,7 +7,10 @@ set(DROVER_IT_ENV
   "DROVER_PLUGIN=$<TARGET_FILE:drover_example_plugin>"
   "EXAMPLE_PRODUCER=$<TARGET_FILE:example_producer>"
   "EXAMPLE_WORKER=$<TARGET_FILE:example_worker>"
-  "EXAMPLES_DIR=$<TARGET_FILE_DIR:example_producer>")
+  "EXAMPLES_DIR=$<TARGET_FILE_DIR:example_producer>"
+  # droverd serves HTTP on *:9090 by default: tests keep it on loopback
+  # with an OS-chosen port (a flag still overrides it)
+  "DROVER_METRICS=tcp://127.0.0.1:0")
 foreach(name jobpath security faults restart examples partition durability crash admin state sync)
   add_test(NAME it_${name}
     COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/integration/${name}.sh)

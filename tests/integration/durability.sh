@@ -57,7 +57,7 @@ all_ids=("${done_ids[@]}" "$fatal_id" "${wait_ids[@]}" "${later_ids[@]}")
 
 "$DROVER" status "${all_ids[@]}" > "$T/status-before" || fail "status before the kill"
 expect_eq "$(grep -c ' done attempts=1 ' "$T/status-before")" "5" "done before the kill"
-grep -q "^$fatal_id failed attempts=1 queue=fatal error=boom$" "$T/status-before" \
+grep -Eq "^$fatal_id failed attempts=1 queue=fatal error=boom( submitter=[^ ]{40})?$" "$T/status-before" \
     || fail "failed job before the kill: $(grep "$fatal_id" "$T/status-before")"
 expect_eq "$(grep -c ' queued attempts=0 queue=waiting' "$T/status-before")" "10" \
     "queued before the kill"
