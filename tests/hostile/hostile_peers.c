@@ -395,6 +395,9 @@ s_hostile_thread (void *arg)
     return NULL;
 }
 
+static size_t s_stats_reply_size;      //  bytes of one StatsReply envelope
+static size_t s_stats_reply_peers;     //  peers it listed
+
 //  One long-lived producer connection that asks for Stats as fast as its
 //  queue lets it and never reads an answer: what the broker holds for a
 //  peer that does not read must stay bounded.
@@ -406,8 +409,28 @@ s_amplifier_thread (void *arg)
     self->codec = drv_codec_new ();
     void *socket = hh_dealer (self->ctx, self->home, HH_PRODUCER, 4);
     s_hello (self, socket, 0);
+    //  One answer read, for the record: how big the reply is
+    drv_msg_t msg;
+    drv_msg_init (&msg, DRV_CMD_STATS, 1);
+    s_send (self, socket, &msg, 0, 0);
+    uint64_t until = hh_now_ms () + 3000;
+    while (hh_now_ms () < until) {
+        zmq_msg_t frame;
+        zmq_msg_init (&frame);
+        zmq_pollitem_t item = {socket, 0, ZMQ_POLLIN, 0};
+        if (zmq_poll (&item, 1, 100) > 0 && zmq_msg_recv (&frame, socket, 0) >= 0) {
+            size_t size = zmq_msg_size (&frame);
+            drv_msg_t reply;
+            if (drv_codec_decode (self->codec, zmq_msg_data (&frame), size, &reply) == 0
+            &&  reply.cmd == DRV_CMD_STATS_REPLY) {
+                s_stats_reply_size = size;
+                s_stats_reply_peers = reply.stats.peer_count;
+                until = 0;
+            }
+        }
+        zmq_msg_close (&frame);
+    }
     while (!atomic_load (&s_stop)) {
-        drv_msg_t msg;
         drv_msg_init (&msg, DRV_CMD_STATS, s_rand (self));
         s_send (self, socket, &msg, 0, 0);
         usleep (100);
@@ -642,8 +665,9 @@ main (int argc, char *argv [])
             "CPU %.2f s; %d warning lines logged\n", rss_start, rss_max, first_half, second_half,
             rss_end, cpu, warns);
     printf ("one peer asking for Stats and never reading: RSS %ld -> %ld KiB in %d ms; "
-            "honest Stats then took %llu ms; %zu queues listed in a StatsReply\n",
-            rss_before_amp, rss_amp, AMPLIFIER_MS, (unsigned long long) stats_amp, queue_count);
+            "honest Stats then took %llu ms; a StatsReply to that producer key: %zu bytes "
+            "(%zu queues, %zu peers)\n", rss_before_amp, rss_amp, AMPLIFIER_MS,
+            (unsigned long long) stats_amp, s_stats_reply_size, queue_count, s_stats_reply_peers);
     HH_CHECK (rss_max > 0 && rss_max < RSS_LIMIT_KIB, "droverd RSS reached %ld KiB", rss_max);
     HH_CHECK (second_half <= first_half + 16 * 1024 * HH_MEMORY_FACTOR,
               "droverd RSS still growing in the last phase: %ld -> %ld KiB", first_half, second_half);
