@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -148,7 +149,10 @@ s_read_all (http_t *http, const int *fds, s_reply_t *replies, size_t count, int 
 {
     uint64_t end = drv_now_ms () + (uint64_t) timeout_ms;
     zmq_pollitem_t *items = calloc (count + 1, sizeof *items);
-    size_t open = count;
+    size_t open = 0;
+    for (size_t i = 0; i < count; i++)
+        if (!replies [i].eof && !replies [i].reset)
+            open++;
     while (open > 0 && drv_now_ms () < end) {
         items [0] = (zmq_pollitem_t) {zsock_resolve (http_socket (http)), 0, ZMQ_POLLIN, 0};
         for (size_t i = 0; i < count; i++) {
@@ -530,6 +534,67 @@ s_test_disconnect (http_t *http)
     s_reply_free (&r);
 }
 
+//  More connections than HTTP_MAX_CONNECTIONS, none saying anything: the
+//  ones idle longest are closed, the server keeps its bound.
+static void
+s_test_connection_cap (http_t *http)
+{
+    enum { EXTRA = 10, COUNT = HTTP_MAX_CONNECTIONS + EXTRA };
+    //  Client and server ends, plus what the process already holds
+    struct rlimit limit;
+    getrlimit (RLIMIT_NOFILE, &limit);
+    if (limit.rlim_cur < 2 * COUNT + 100 && limit.rlim_max >= 2 * COUNT + 100) {
+        limit.rlim_cur = 2 * COUNT + 100;
+        setrlimit (RLIMIT_NOFILE, &limit);
+        getrlimit (RLIMIT_NOFILE, &limit);
+    }
+    if (limit.rlim_cur < 2 * COUNT + 100) {
+        printf ("connection cap: skipped, only %llu file descriptors\n",
+                (unsigned long long) limit.rlim_cur);
+        return;
+    }
+    int *fds = calloc (COUNT, sizeof *fds);
+    s_reply_t *replies = calloc (COUNT, sizeof *replies);
+    int opened = 0;
+    for (int i = 0; i < COUNT; i++) {
+        fds [i] = s_connect ();
+        if (fds [i] >= 0)
+            opened++;
+        if (i % 25 == 24)
+            s_pump (http, 5);   //  keeps the listen backlog short
+    }
+    CHECK (opened == COUNT, "opened %d of %d", opened, COUNT);
+    CHECK (s_wait_connections (http, HTTP_MAX_CONNECTIONS), "server holds %zu, at most %d",
+           http_connections (http), HTTP_MAX_CONNECTIONS);
+    s_pump (http, 100);
+    CHECK (http_connections (http) == HTTP_MAX_CONNECTIONS, "still %zu", http_connections (http));
+    s_read_all (http, fds, replies, COUNT, 500);
+    int closed = 0;
+    for (int i = 0; i < COUNT; i++)
+        if (replies [i].eof && replies [i].size == 0)
+            closed++;
+    CHECK (closed == EXTRA, "closed beyond the cap: %d, expected %d", closed, EXTRA);
+    //  Everyone else goes when idle too long
+    http_expire (http, drv_now_ms () + HTTP_IDLE_MS + 1000);
+    CHECK (http_connections (http) == 0, "all expired");
+    s_read_all (http, fds, replies, COUNT, 5000);
+    closed = 0;
+    for (int i = 0; i < COUNT; i++) {
+        if (replies [i].eof && replies [i].size == 0)
+            closed++;
+        s_reply_free (&replies [i]);
+        if (fds [i] >= 0)
+            close (fds [i]);
+    }
+    CHECK (closed == COUNT, "all closed silently: %d of %d", closed, COUNT);
+    free (fds);
+    free (replies);
+    //  And the server still serves
+    s_reply_t r = s_get (http, "GET /metrics HTTP/1.1\r\n\r\n");
+    CHECK (s_status_is (&r, "HTTP/1.1 200 OK\r\n"), "served after the cap");
+    s_reply_free (&r);
+}
+
 static void
 s_test_endpoints (void)
 {
@@ -578,6 +643,7 @@ main (void)
     s_test_many (http);
     s_test_partial_limit (http);
     s_test_disconnect (http);
+    s_test_connection_cap (http);
     CHECK (http_connections (http) == 0, "no connection left at the end");
     printf ("%llu requests answered\n", (unsigned long long) http_requests (http));
 
