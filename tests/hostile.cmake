@@ -72,3 +72,33 @@ add_executable(hostile_dead_purge ${CMAKE_CURRENT_LIST_DIR}/hostile/dead_purge.c
 target_link_libraries(hostile_dead_purge PRIVATE drover_broker)
 add_test(NAME hostile_dead_purge COMMAND hostile_dead_purge)
 set_tests_properties(hostile_dead_purge PROPERTIES TIMEOUT 30)
+
+# The codec keeps every field: decode, encode, decode, encode gives the
+# same bytes twice (fuzz_codec_fields.c), from the envelope seeds.
+if(CMAKE_C_COMPILER_ID MATCHES "Clang")
+  add_executable(fuzz_codec_fields ${CMAKE_CURRENT_LIST_DIR}/fuzz_codec_fields.c
+    ${PROJECT_SOURCE_DIR}/sdk/src/codec.c ${GEN_DIR}/drover.pb-c.c)
+  target_compile_definitions(fuzz_codec_fields PRIVATE DROVER_LIBFUZZER)
+  target_include_directories(fuzz_codec_fields PRIVATE ${CMAKE_CURRENT_LIST_DIR}
+    ${PROJECT_SOURCE_DIR}/sdk/src ${GEN_DIR})
+  target_compile_options(fuzz_codec_fields PRIVATE -fsanitize=fuzzer,address,undefined
+    -fno-sanitize-recover=undefined -fno-omit-frame-pointer)
+  target_link_options(fuzz_codec_fields PRIVATE -fsanitize=fuzzer,address,undefined)
+  target_link_libraries(fuzz_codec_fields PRIVATE PkgConfig::ZMQ PkgConfig::PROTOBUFC)
+  add_dependencies(fuzz_codec_fields drover_wire_obj)
+  # Its own copy of the seeds, so that what it adds stays out of fuzz_codec's
+  set(FUZZ_FIELDS_CORPUS ${CMAKE_CURRENT_BINARY_DIR}/fuzz_codec_fields_corpus)
+  add_test(NAME fuzz_codec_fields_seeds COMMAND ${CMAKE_COMMAND} -E copy_directory
+    ${FUZZ_CODEC_SEEDS} ${FUZZ_FIELDS_CORPUS})
+  set_tests_properties(fuzz_codec_fields_seeds PROPERTIES FIXTURES_REQUIRED fuzz_seeds
+    FIXTURES_SETUP fuzz_fields_seeds TIMEOUT 30)
+  add_test(NAME fuzz_codec_fields COMMAND fuzz_codec_fields -max_total_time=15
+    -print_final_stats=1 ${FUZZ_FIELDS_CORPUS})
+  set_tests_properties(fuzz_codec_fields PROPERTIES TIMEOUT 60 FIXTURES_REQUIRED fuzz_fields_seeds)
+else()
+  add_executable(fuzz_codec_fields_corpus ${CMAKE_CURRENT_LIST_DIR}/fuzz_codec_fields.c)
+  target_include_directories(fuzz_codec_fields_corpus PRIVATE ${CMAKE_CURRENT_LIST_DIR})
+  target_link_libraries(fuzz_codec_fields_corpus PRIVATE drover_wire)
+  add_test(NAME fuzz_codec_fields_corpus COMMAND fuzz_codec_fields_corpus)
+  set_tests_properties(fuzz_codec_fields_corpus PROPERTIES TIMEOUT 60)
+endif()
