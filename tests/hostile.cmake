@@ -40,7 +40,7 @@ if(CMAKE_C_COMPILER_ID MATCHES "Clang")
     -fno-sanitize-recover=undefined -fno-omit-frame-pointer)
   target_link_options(fuzz_broker PRIVATE -fsanitize=fuzzer,address,undefined)
   target_link_libraries(fuzz_broker PRIVATE PkgConfig::ZMQ PkgConfig::CZMQ
-    PkgConfig::PROTOBUFC PkgConfig::SODIUM Threads::Threads)
+    PkgConfig::PROTOBUFC PkgConfig::SODIUM Threads::Threads m)
   add_dependencies(fuzz_broker drover_wire_obj)
   # The broker allocates on its own thread, so libFuzzer's per-input leak
   # check (which runs whenever an input's mallocs and frees differ) would
