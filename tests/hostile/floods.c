@@ -190,6 +190,33 @@ s_tcp_flood (void *arg)
     return NULL;
 }
 
+//  A whole HTTP request on the metrics port; returns the status code, or
+//  -1 when nothing valid arrives within timeout_ms.
+static int
+s_http_status (const char *path, int timeout_ms)
+{
+    int fd = s_tcp_connect (hh.metrics_port);
+    if (fd < 0)
+        return -1;
+    struct timeval tv = {timeout_ms / 1000, (timeout_ms % 1000) * 1000};
+    setsockopt (fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    char request [256];
+    int n = snprintf (request, sizeof request,
+                      "GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n", path);
+    int status = -1;
+    char reply [64];
+    if (send (fd, request, (size_t) n, MSG_NOSIGNAL) == n) {
+        ssize_t got = recv (fd, reply, sizeof reply - 1, MSG_WAITALL);
+        if (got > 12) {
+            reply [got] = 0;
+            if (strncmp (reply, "HTTP/1.", 7) == 0)
+                status = atoi (reply + 9);
+        }
+    }
+    close (fd);
+    return status;
+}
+
 //  Honest peers ---------------------------------------------------------------
 
 static int
@@ -328,6 +355,25 @@ main (int argc, char *argv [])
     long rss_before = hh_rss_kib ();
     int log_before = hh_log_count ("");
 
+    //  Connections to the metrics port that send half a request and wait,
+    //  held open through the floods
+    int idle [200];
+    int idle_count = 0;
+    int health_before = -1;
+    if (hh.metrics_port) {
+        health_before = s_http_status ("/healthz", 5000);
+        for (int i = 0; i < 200; i++) {
+            idle [idle_count] = s_tcp_connect (hh.metrics_port);
+            if (idle [idle_count] < 0)
+                break;
+            static const char partial [] = "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n";
+            if (send (idle [idle_count], partial, sizeof partial - 1, MSG_NOSIGNAL) < 0)
+                close (idle [idle_count]);
+            else
+                idle_count++;
+        }
+    }
+
     //  Flood phase: the same rounds with the floods on
     atomic_store (&s_flooding, true);
     uint64_t flood_start = hh_now_ms ();
@@ -341,6 +387,15 @@ main (int argc, char *argv [])
     double cpu2 = hh_cpu_s ();
     long rss_after = hh_rss_kib ();
     HH_CHECK (hh_alive (), "droverd died under the floods");
+
+    //  The metrics endpoint answers beside the idle connections
+    int health_after = -1, metrics_after = -1;
+    if (hh.metrics_port) {
+        health_after = s_http_status ("/healthz", 5000);
+        metrics_after = s_http_status ("/metrics", 5000);
+        for (int i = 0; i < idle_count; i++)
+            close (idle [i]);
+    }
 
     //  Still serving
     rounds_t after;
@@ -377,6 +432,14 @@ main (int argc, char *argv [])
     printf ("broker log: %d lines during the floods, %d lines about refusals in all; "
             "RSS %ld KiB before, %ld KiB after\n", log_lines, auth_lines, rss_before, rss_after);
 
+    if (hh.metrics_port) {
+        printf ("metrics port: /healthz %d before; with %d half-sent requests held open "
+                "through the floods, /healthz %d and /metrics %d after\n",
+                health_before, idle_count, health_after, metrics_after);
+        HH_CHECK (health_after == health_before && metrics_after == 200,
+                  "the metrics endpoint stopped answering (healthz %d, metrics %d)",
+                  health_after, metrics_after);
+    }
     HH_CHECK (flooded.rounds >= 3, "only %d honest rounds under the floods", flooded.rounds);
     HH_CHECK (bad >= 500, "the floods made only %lu connections", bad);
     HH_CHECK (per_bad_ms <= CPU_PER_BAD_MS, "%.3f ms of broker CPU per bad connection", per_bad_ms);
