@@ -4,6 +4,7 @@
 #include "util.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <limits.h>
 #include <sys/stat.h>
 
@@ -15,6 +16,12 @@ struct _auth_t {
     zsock_t *zap;           //  REP socket bound to the ZAP endpoint
     zhashx_t *keys;         //  Z85 public key -> auth_key_t
     uint64_t signature;     //  of the directory's listing at the last load
+    uint64_t generation;    //  loads so far
+    uint64_t removals;      //  loads that dropped a key the one before had
+    uint64_t refused;       //  handshakes refused
+    uint64_t log_second;    //  second of the current refusal-log window
+    int log_budget;         //  refusal lines left in it
+    uint64_t log_dropped;   //  refusal lines suppressed in it
     bool loaded;            //  a load has succeeded
 };
 
@@ -211,6 +218,13 @@ auth_reload (auth_t *self)
         zcert_destroy (&cert);
     }
     closedir (dir);
+    bool removed = false;
+    if (self->keys)
+        for (void *old = zhashx_first (self->keys); old && !removed; old = zhashx_next (self->keys))
+            removed = !zhashx_lookup (keys, (const char *) zhashx_cursor (self->keys));
+    if (removed)
+        self->removals++;
+    self->generation++;
     zhashx_destroy (&self->keys);
     self->keys = keys;
     self->signature = signature;
@@ -230,6 +244,24 @@ auth_check (auth_t *self)
     if (s_signature (self->dir, &signature) || signature == self->signature)
         return false;
     return auth_reload (self) >= 0;
+}
+
+uint64_t
+auth_generation (auth_t *self)
+{
+    return self->generation;
+}
+
+uint64_t
+auth_removals (auth_t *self)
+{
+    return self->removals;
+}
+
+uint64_t
+auth_refused (auth_t *self)
+{
+    return self->refused;
 }
 
 const auth_key_t *
@@ -313,6 +345,28 @@ s_reply (auth_t *self, const char *version, zframe_t *request_id,
         zmsg_destroy (&reply);
 }
 
+//  Refusals are logged at most a few per second: a flood of bad handshakes
+//  must not become a flood of log lines. Says how many were left out.
+static bool
+s_refusal_log_allowed (auth_t *self)
+{
+    uint64_t second = drv_now_ms () / 1000;
+    if (second != self->log_second) {
+        if (self->log_dropped)
+            drv_log (DRV_LOG_WARN, "auth", "%" PRIu64 " more refused handshakes not logged",
+                     self->log_dropped);
+        self->log_second = second;
+        self->log_budget = 5;
+        self->log_dropped = 0;
+    }
+    if (self->log_budget > 0) {
+        self->log_budget--;
+        return true;
+    }
+    self->log_dropped++;
+    return false;
+}
+
 void
 auth_handle (auth_t *self)
 {
@@ -344,15 +398,19 @@ auth_handle (auth_t *self)
             if (entry)
                 s_reply (self, version, request_id, "200", "OK", z85, entry->role);
             else {
-                drv_log (DRV_LOG_WARN, "auth", "refused key %s from %s: not in allow-list %s",
-                         z85, address? address: "?", self->dir);
+                if (s_refusal_log_allowed (self))
+                    drv_log (DRV_LOG_WARN, "auth", "refused key %s from %s: not in allow-list %s",
+                             z85, address? address: "?", self->dir);
                 s_reply (self, version, request_id, "400", "key not allowed", NULL, NULL);
+                self->refused++;
             }
         }
         else {
-            drv_log (DRV_LOG_WARN, "auth", "refused %s connection from %s",
-                     mechanism, address? address: "?");
+            if (s_refusal_log_allowed (self))
+                drv_log (DRV_LOG_WARN, "auth", "refused %s connection from %s",
+                         mechanism, address? address: "?");
             s_reply (self, version, request_id, "400", "CURVE required", NULL, NULL);
+            self->refused++;
         }
         zstr_free (&version);
         zstr_free (&domain);

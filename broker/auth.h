@@ -44,6 +44,12 @@ int auth_reload (auth_t *self);
 //  compared). Returns true when the list was reloaded.
 bool auth_check (auth_t *self);
 
+//  Counters: loads of the list so far (changes when any reload happened,
+//  whoever caused it), loads that removed a key, handshakes refused.
+uint64_t auth_generation (auth_t *self);
+uint64_t auth_removals (auth_t *self);
+uint64_t auth_refused (auth_t *self);
+
 //  The allow-list entry of a Z85 public key, or NULL if the key is not
 //  (or no longer) allowed. Valid until the next reload.
 const auth_key_t *auth_lookup (auth_t *self, const char *key);

@@ -10,6 +10,8 @@
 */
 #include "broker.h"
 #include "auth.h"
+#include "http.h"
+#include "prom.h"
 #include "codec.h"
 #include "job.h"
 #include "journal.h"
@@ -26,6 +28,14 @@
 //  Cap on any backoff, and on credit a worker can accumulate
 #define BACKOFF_CAP_MS (3600 * 1000)
 #define CREDIT_CAP 1000000
+//  Messages queued to one peer before further sends to it fail (a peer
+//  that does not read holds at most this many of our replies)
+#define SNDHWM_PEER 1000
+//  Requests whose replies the broker builds afresh and large (Stats, state
+//  LIST and SNAPSHOT, dead-letter LIST): per peer, this many per second,
+//  in bursts of up to COSTLY_BURST
+#define COSTLY_RATE 100
+#define COSTLY_BURST 200
 //  Frames above max_payload that still reach us before ZeroMQ cuts them off
 #define FRAME_SLACK (64 * 1024)
 
@@ -41,6 +51,8 @@ struct _peer_t {
     char key [41];                  //  Z85 public key ("" when insecure)
     char *allowed;                  //  queues its key is limited to (comma list), NULL = all
     uint64_t joined_wall;           //  Unix ms of its Hello
+    double costly_tokens;           //  costly requests it may still make now
+    uint64_t costly_at;             //  monotonic ms of the last refill
     uint64_t last_recv;             //  monotonic ms of last message in
     uint64_t last_send;             //  monotonic ms of last message out
     uint32_t credit;                //  worker: jobs it will still accept
@@ -65,6 +77,12 @@ typedef struct {
     char *producers_ep;             //  bound client endpoint
     char *workers_ep;               //  bound worker endpoint
     zsock_t *pub;                   //  shared-state PUB socket
+    void *pub_monitor;              //  PAIR receiving the PUB socket's connection events
+    uint32_t pub_monitors;          //  monitors made so far (each gets its own endpoint)
+    int64_t subscribers;            //  connections open on the PUB socket
+    http_t *http;                   //  /metrics, /healthz, /readyz; NULL when off
+    char *metrics_ep;               //  its bound endpoint
+    prom_t *prom;                   //  the metrics page being served
     char *state_ep;                 //  its bound endpoint
     uint32_t state_port;            //  its TCP port (0 if not TCP), told in Welcome
     state_t *state;                 //  shared-state namespaces
@@ -108,6 +126,8 @@ typedef struct {
     bool terminated;                //  $TERM received
     bool replaying;                 //  journal replay in progress
     uint64_t next_auth_check;       //  monotonic ms of the next allow-list check
+    uint64_t auth_seen;             //  allow-list generation the sessions were checked against
+    uint64_t auth_removals_seen;    //  allow-list removals the PUB socket has caught up with
     char start_error [256];         //  why start failed, "" when serving
     uint64_t log_window;            //  second of the rate-limited log window
     int log_budget;                 //  warnings left in this window
@@ -481,6 +501,30 @@ s_replay_submitter (const char *key, void *arg)
     return s_submitter ((broker_t *) arg, key);
 }
 
+//  Whether a peer may make one more costly request now (a token bucket).
+//  A peer that asks for large replies faster than anyone needs (and
+//  perhaps never reads them) is slowed down here; the caller refuses with
+//  LIMIT.
+static bool
+s_costly_take (broker_t *self, peer_t *peer)
+{
+    double refill = (double) (self->now - peer->costly_at) * COSTLY_RATE / 1000.0;
+    peer->costly_at = self->now;
+    peer->costly_tokens += refill;
+    if (peer->costly_tokens > COSTLY_BURST)
+        peer->costly_tokens = COSTLY_BURST;
+    if (peer->costly_tokens >= 1) {
+        peer->costly_tokens -= 1;
+        return true;
+    }
+    s_warn (self, "%s (key %s) asks for stats or listings too fast: refused",
+            peer->name, *peer->key? peer->key: "-");
+    return false;
+}
+
+#define COSTLY_REFUSAL "too many stats or listing requests; slow down"
+
+
 //  Counts a job in (+1) or out (-1) of its key's unfinished jobs.
 static void
 s_unfinished (job_t *job, int delta)
@@ -565,6 +609,7 @@ static void
 s_job_enqueue (broker_t *self, job_t *job)
 {
     job->state = DRV_JOB_QUEUED;
+    job->due = self->now;
     queue_push (job->queue, job);
     s_mark_dirty (self, job->queue);
 }
@@ -712,6 +757,7 @@ s_dispatch (broker_t *self, queue_t *queue)
         idle = 0;
         job_t *job = queue_pop (queue);
         worker->credit--;
+        prom_histogram_observe (&queue->wait_s, (double) (self->now - job->due) / 1000.0);
         job->state = DRV_JOB_RUNNING;
         job->worker = worker;
         job->attempts++;
@@ -881,6 +927,14 @@ s_on_hello (broker_t *self, zsock_t *socket, drv_peer_kind_t kind,
     char session_key [33];
     drv_hex (msg->hello.session, DRV_ID_SIZE, session_key);
     peer_t *old = (peer_t *) zhashx_lookup (self->sessions, session_key);
+    if (old && !streq (old->key, key? key: "")) {
+        //  A session belongs to its key: another key may not take it over
+        //  (and with it the results and locks of that session)
+        s_warn (self, "hello from key %s refused: session belongs to key %s",
+                key? key: "-", *old->key? old->key: "-");
+        s_error (self, socket, msg->corr, DRV_CODE_DENIED, "session id in use by another key");
+        return;
+    }
     if (old)
         s_peer_drop (self, old, "reconnected");
 
@@ -906,6 +960,8 @@ s_on_hello (broker_t *self, zsock_t *socket, drv_peer_kind_t kind,
         return;
     }
     peer->joined_wall = drv_wall_ms ();
+    peer->costly_tokens = COSTLY_BURST;
+    peer->costly_at = self->now;
     peer->last_recv = self->now;
     if (kind == DRV_PEER_WORKER) {
         peer->credit = msg->hello.credit > CREDIT_CAP? CREDIT_CAP: msg->hello.credit;
@@ -1009,6 +1065,14 @@ s_on_submit (broker_t *self, peer_t *client, drv_msg_t *msg)
             continue;
         }
         job_t *job = job_store_find (self->jobs, spec->id);
+        if (job && (!streq (job->queue->name, spec->queue)
+                    || !s_queue_allowed (client, job->queue->name))) {
+            //  Not a resend of the same job: an id of another queue's job
+            //  must not hand this client that job's outcome
+            ack->code = DRV_CODE_CONFLICT;
+            ack->message = "job id already used by another job";
+            continue;
+        }
         if (job) {
             //  A resend: nothing new, but make sure this session hears the end
             ack->duplicate = true;
@@ -1261,6 +1325,10 @@ s_on_state (broker_t *self, peer_t *client, drv_msg_t *msg)
         s_state_refuse (self, client, reply, DRV_CODE_BAD_REQUEST, "unknown state operation");
         return;
     }
+    if ((op == DRV_STATE_LIST || op == DRV_STATE_SNAPSHOT) && !s_costly_take (self, client)) {
+        s_state_refuse (self, client, reply, DRV_CODE_LIMIT, COSTLY_REFUSAL);
+        return;
+    }
     if (!drv_queue_name_valid (msg->state.ns)) {
         s_state_refuse (self, client, reply, DRV_CODE_BAD_REQUEST,
                         "invalid namespace name (1-128 of A-Z a-z 0-9 . _ - :)");
@@ -1466,8 +1534,11 @@ s_state_commit (broker_t *self, bool failed)
         }
         zmq_msg_init_size (&topic, name_size + 1);
         memcpy (zmq_msg_data (&topic), change->ns->name, name_size + 1);
-        if (drv_send (zsock_resolve (self->pub), &topic, &envelope, &change->value, 1, true)) {
-            s_warn (self, "cannot publish a state update: %s", zmq_strerror (errno));
+        //  Without a PUB socket (being reopened) replicas catch up on the gap
+        if (!self->pub
+        ||  drv_send (zsock_resolve (self->pub), &topic, &envelope, &change->value, 1, true)) {
+            if (self->pub)
+                s_warn (self, "cannot publish a state update: %s", zmq_strerror (errno));
             zmq_msg_close (&envelope);
         }
         zmq_msg_close (&topic);
@@ -1615,6 +1686,9 @@ s_on_report (broker_t *self, peer_t *worker, drv_msg_t *msg)
         }
         //  The first result of any attempt wins; another worker still
         //  running it will have its result ignored
+        if (job->state == DRV_JOB_RUNNING && job->worker == worker)
+            prom_histogram_observe (&job->queue->run_s,
+                                    (double) (self->now + job->timeout_ms - job->due) / 1000.0);
         s_job_detach (self, job);
         if (result->state == DRV_JOB_DONE) {
             zmq_msg_move (&job->result, &self->frames.msg [2 + i]);
@@ -1768,6 +1842,10 @@ s_stats_peers (broker_t *self, peer_t *client, zhashx_t *peers, drv_msg_t *reply
 static void
 s_on_stats (broker_t *self, peer_t *client, drv_msg_t *msg)
 {
+    if (!s_costly_take (self, client)) {
+        s_error (self, self->producers, msg->corr, DRV_CODE_LIMIT, COSTLY_REFUSAL);
+        return;
+    }
     drv_msg_t reply;
     drv_msg_init (&reply, DRV_CMD_STATS_REPLY, msg->corr);
     size_t n = zhashx_size (self->queues);
@@ -1903,6 +1981,10 @@ s_on_dead (broker_t *self, peer_t *client, drv_msg_t *msg)
                  "this key may not use queue %s", msg->dead.queue);
         return;
     }
+    if (action == DRV_DEAD_LIST && !s_costly_take (self, client)) {
+        s_error (self, self->producers, msg->corr, DRV_CODE_LIMIT, COSTLY_REFUSAL);
+        return;
+    }
     queue_t *queue = (queue_t *) zhashx_lookup (self->queues, msg->dead.queue);
     //  One reply holds at most max_batch jobs; "all" acts on that many per request
     size_t limit = self->cfg.max_batch;
@@ -1926,7 +2008,8 @@ s_on_dead (broker_t *self, peer_t *client, drv_msg_t *msg)
             if (job && job->queue == queue && job->state == DRV_JOB_FAILED)
                 s_dead_apply (self, job, action, info);
             else
-                s_info (job, msg->ids [i], info);
+                //  Nothing about jobs of other queues: the key may not see them
+                s_info (job && job->queue == queue? job: NULL, msg->ids [i], info);
         }
     }
     else
@@ -2255,13 +2338,15 @@ s_state_beacons (broker_t *self)
         zmq_msg_init_size (&topic, name_size + 1);
         memcpy (zmq_msg_data (&topic), ns->name, name_size + 1);
         zmq_msg_init (&empty);
-        if (drv_send (zsock_resolve (self->pub), &topic, &envelope, &empty, 1, false)) {
+        if (!self->pub || drv_send (zsock_resolve (self->pub), &topic, &envelope, &empty, 1, false)) {
             zmq_msg_close (&envelope);
             zmq_msg_close (&empty);
         }
         zmq_msg_close (&topic);
     }
 }
+
+static int s_pub_rebuild (broker_t *self);
 
 //  After the allow-list changed: every session whose key is gone, or whose
 //  role or queue limits changed, ends now. A removed key is told DENIED and
@@ -2305,11 +2390,22 @@ s_auth_refresh (broker_t *self, bool force)
 {
     if (!self->auth)
         return;
-    bool reloaded = force? auth_reload (self->auth) >= 0: auth_check (self->auth);
-    if (reloaded) {
+    if (force)
+        auth_reload (self->auth);
+    else
+        auth_check (self->auth);
+    //  Whoever noticed the change (this check, a handshake, a RELOAD), the
+    //  sessions are judged against the list now in force
+    if (auth_generation (self->auth) != self->auth_seen) {
+        self->auth_seen = auth_generation (self->auth);
         s_revalidate_peers (self, self->worker_peers);
         s_revalidate_peers (self, self->clients);
     }
+    //  The PUB socket cannot drop one subscriber: when a key went away, it
+    //  is rebuilt on the same endpoint and every subscriber reconnects
+    //  through the handshake, which a removed key no longer passes
+    if (auth_removals (self->auth) != self->auth_removals_seen && s_pub_rebuild (self) == 0)
+        self->auth_removals_seen = auth_removals (self->auth);
 }
 
 static void
@@ -2319,6 +2415,8 @@ s_liveness (broker_t *self)
     if (self->now >= self->next_auth_check) {
         self->next_auth_check = self->now + 1000;
         s_auth_refresh (self, false);
+        if (self->http)
+            http_expire (self->http, self->now);
     }
     if (self->now < self->next_liveness)
         return;
@@ -2329,6 +2427,260 @@ s_liveness (broker_t *self)
 
 //  Start-up and the loop ----------------------------------------------------------
 
+//  Observability ----------------------------------------------------------------
+
+//  Counts the PUB socket's open connections (its subscribers) from a
+//  socket monitor: each accepted connection adds one, each disconnect
+//  (including a handshake the allow-list refused) takes one away.
+static void
+s_pub_monitor_start (broker_t *self)
+{
+    char endpoint [80];
+    snprintf (endpoint, sizeof endpoint, "inproc://drover-pub-monitor-%p-%u",
+              (void *) self, self->pub_monitors++);
+    self->subscribers = 0;
+    if (zmq_socket_monitor (zsock_resolve (self->pub), endpoint,
+                            ZMQ_EVENT_ACCEPTED | ZMQ_EVENT_DISCONNECTED) == 0) {
+        zsock_t *pair = zsock_new (ZMQ_PAIR);
+        if (pair && zsock_connect (pair, "%s", endpoint) == 0)
+            self->pub_monitor = pair;
+        else
+            zsock_destroy (&pair);
+    }
+    if (!self->pub_monitor)
+        drv_log (DRV_LOG_WARN, "broker", "cannot monitor the state PUB socket: "
+                 "subscriber counts will read 0");
+}
+
+static void
+s_pub_monitor_stop (broker_t *self)
+{
+    if (self->pub && self->pub_monitor)
+        zmq_socket_monitor (zsock_resolve (self->pub), NULL, 0);
+    zsock_t *monitor = (zsock_t *) self->pub_monitor;
+    zsock_destroy (&monitor);
+    self->pub_monitor = NULL;
+}
+
+static void
+s_pub_events (broker_t *self)
+{
+    zsock_t *monitor = (zsock_t *) self->pub_monitor;
+    while (monitor && (zsock_events (monitor) & ZMQ_POLLIN)) {
+        zmsg_t *event = zmsg_recv (monitor);
+        if (!event)
+            break;
+        zframe_t *head = zmsg_first (event);
+        if (head && zframe_size (head) >= 2) {
+            uint16_t code;
+            memcpy (&code, zframe_data (head), sizeof code);
+            if (code == ZMQ_EVENT_ACCEPTED)
+                self->subscribers++;
+            else
+            if (code == ZMQ_EVENT_DISCONNECTED && self->subscribers > 0)
+                self->subscribers--;
+        }
+        zmsg_destroy (&event);
+    }
+}
+
+static int s_bind (broker_t *self, zsock_t *socket, const char *endpoint, char **bound);
+
+//  Replaces the PUB socket with a new one on the same endpoint. Returns 0,
+//  or -1 when it could not be bound again (retried on the next check;
+//  meanwhile no updates go out and replicas resynchronise afterwards).
+static int
+s_pub_rebuild (broker_t *self)
+{
+    if (!self->state_ep)
+        return -1;
+    if (self->pub) {
+        s_pub_monitor_stop (self);
+        zsock_set_linger (self->pub, 0);
+        zsock_destroy (&self->pub);
+    }
+    //  The old listener is closed by a libzmq I/O thread: give it a moment
+    for (int attempt = 0; attempt < 25 && !self->pub; attempt++) {
+        char *bound = NULL;
+        self->pub = zsock_new (ZMQ_PUB);
+        if (self->pub && s_bind (self, self->pub, self->state_ep, &bound) == 0) {
+            zstr_free (&self->state_ep);
+            self->state_ep = bound;
+            break;
+        }
+        zsock_destroy (&self->pub);
+        zclock_sleep (20);
+    }
+    if (!self->pub) {
+        drv_log (DRV_LOG_ERROR, "broker", "cannot bind the state PUB socket again on %s; "
+                 "retrying", self->state_ep);
+        return -1;
+    }
+    s_pub_monitor_start (self);
+    drv_log (DRV_LOG_INFO, "auth", "state PUB socket reopened on %s: subscribers "
+             "reconnect through the current allow-list", self->state_ep);
+    return 0;
+}
+
+//  Names, help texts and values of the per-queue series.
+typedef enum {
+    QM_DEPTH, QM_SCHEDULED, QM_RUNNING, QM_DEAD, QM_PAUSED, QM_WORKERS,
+    QM_SUBMITTED, QM_COMPLETED, QM_FAILED, QM_RETRIED, QM_COUNT
+} queue_metric_t;
+
+static const struct {
+    const char *name;
+    prom_type_t type;
+    const char *help;
+} s_queue_metrics [QM_COUNT] = {
+    {"drover_queue_depth", PROM_GAUGE, "Jobs ready to run, waiting for a worker."},
+    {"drover_queue_scheduled", PROM_GAUGE, "Jobs waiting for their run time or retry backoff."},
+    {"drover_queue_running", PROM_GAUGE, "Jobs at workers now."},
+    {"drover_queue_dead", PROM_GAUGE, "Failed jobs held in the dead letters."},
+    {"drover_queue_paused", PROM_GAUGE, "1 while an admin has paused the queue."},
+    {"drover_queue_workers", PROM_GAUGE, "Connected workers serving the queue."},
+    {"drover_jobs_submitted_total", PROM_COUNTER, "Jobs accepted since the broker started."},
+    {"drover_jobs_completed_total", PROM_COUNTER, "Jobs done since the broker started."},
+    {"drover_jobs_failed_total", PROM_COUNTER,
+     "Jobs failed for good (moved to the dead letters) since the broker started."},
+    {"drover_jobs_retried_total", PROM_COUNTER, "Failed attempts retried since the broker started."}
+};
+
+static double
+s_queue_value (const queue_t *queue, queue_metric_t metric)
+{
+    switch (metric) {
+        case QM_DEPTH:      return (double) queue->ready;
+        case QM_SCHEDULED:  return (double) queue->scheduled;
+        case QM_RUNNING:    return (double) queue->running;
+        case QM_DEAD:       return (double) queue->dead_count;
+        case QM_PAUSED:     return queue->paused? 1: 0;
+        case QM_WORKERS:    return (double) queue->worker_count;
+        case QM_SUBMITTED:  return (double) queue->submitted;
+        case QM_COMPLETED:  return (double) queue->done;
+        case QM_FAILED:     return (double) queue->failed;
+        case QM_RETRIED:    return (double) queue->retried;
+        default:            return 0;
+    }
+}
+
+static void
+s_gauge (prom_t *prom, const char *name, prom_type_t type, const char *help, double value)
+{
+    prom_family (prom, name, type, help);
+    prom_sample (prom, name, value, NULL);
+}
+
+//  Writes the whole /metrics page into self->prom.
+static void
+s_metrics_render (broker_t *self)
+{
+    prom_t *prom = self->prom;
+    prom_reset (prom);
+    s_gauge (prom, "drover_uptime_seconds", PROM_GAUGE, "Seconds since the broker started.",
+             (double) (self->now - self->started) / 1000.0);
+    s_gauge (prom, "drover_workers_connected", PROM_GAUGE, "Workers registered now.",
+             (double) zhashx_size (self->worker_peers));
+    s_gauge (prom, "drover_clients_connected", PROM_GAUGE, "Clients registered now.",
+             (double) zhashx_size (self->clients));
+    s_gauge (prom, "drover_jobs_stored", PROM_GAUGE,
+             "Jobs the broker holds in any state, results and dead letters included.",
+             (double) job_store_size (self->jobs));
+    for (int metric = 0; metric < QM_COUNT; metric++) {
+        prom_family (prom, s_queue_metrics [metric].name, s_queue_metrics [metric].type,
+                     s_queue_metrics [metric].help);
+        for (queue_t *q = zhashx_first (self->queues); q; q = zhashx_next (self->queues))
+            prom_sample (prom, s_queue_metrics [metric].name,
+                         s_queue_value (q, (queue_metric_t) metric), "queue", q->name, NULL);
+    }
+    prom_family (prom, "drover_job_wait_seconds", PROM_HISTOGRAM,
+                 "Time from ready (submitted, due or retried) to dispatched, per attempt.");
+    for (queue_t *q = zhashx_first (self->queues); q; q = zhashx_next (self->queues))
+        prom_histogram (prom, "drover_job_wait_seconds", &q->wait_s, "queue", q->name, NULL);
+    prom_family (prom, "drover_job_run_seconds", PROM_HISTOGRAM,
+                 "Time from dispatched to the worker's result, per attempt.");
+    for (queue_t *q = zhashx_first (self->queues); q; q = zhashx_next (self->queues))
+        prom_histogram (prom, "drover_job_run_seconds", &q->run_s, "queue", q->name, NULL);
+
+    if (self->journal) {
+        journal_stats_t js;
+        journal_stats (self->journal, &js);
+        s_gauge (prom, "drover_journal_bytes", PROM_GAUGE, "Bytes of journal on disk.",
+                 (double) js.bytes);
+        s_gauge (prom, "drover_journal_segments", PROM_GAUGE, "Journal segment files.",
+                 (double) js.segments);
+        s_gauge (prom, "drover_journal_records_total", PROM_COUNTER,
+                 "Records made durable since the broker started.", (double) js.records);
+        s_gauge (prom, "drover_journal_commits_total", PROM_COUNTER,
+                 "Group commits (one sync each) since the broker started.", (double) js.commits);
+        s_gauge (prom, "drover_journal_commit_failures_total", PROM_COUNTER,
+                 "Commits that failed (disk full, I/O error) since the broker started.",
+                 (double) js.commit_failures);
+        s_gauge (prom, "drover_journal_compactions_total", PROM_COUNTER,
+                 "Journal compactions since the broker started.", (double) js.compactions);
+        prom_family (prom, "drover_journal_fsync_seconds", PROM_HISTOGRAM,
+                     "Latency of each journal sync (fdatasync).");
+        prom_histogram (prom, "drover_journal_fsync_seconds", &js.fsync_seconds, NULL);
+    }
+    size_t namespaces = 0, keys = 0;
+    for (state_ns_t *ns = state_ns_first (self->state); ns; ns = state_ns_next (self->state)) {
+        namespaces++;
+        keys += ns->count;
+    }
+    s_gauge (prom, "drover_state_namespaces", PROM_GAUGE, "Shared-state namespaces.",
+             (double) namespaces);
+    s_gauge (prom, "drover_state_keys", PROM_GAUGE, "Keys over all shared-state namespaces.",
+             (double) keys);
+    s_gauge (prom, "drover_state_bytes", PROM_GAUGE, "Bytes of shared-state keys and values.",
+             (double) state_bytes (self->state));
+    s_gauge (prom, "drover_state_subscribers", PROM_GAUGE,
+             "Connections open on the state update (PUB) socket.", (double) self->subscribers);
+    s_gauge (prom, "drover_sync_primitives", PROM_GAUGE,
+             "Locks, semaphores, events and barriers in use.", (double) sync_size (self->sync));
+    if (self->auth)
+        s_gauge (prom, "drover_auth_refused_total", PROM_COUNTER,
+                 "Connections refused by the allow-list (unknown key or no CURVE).",
+                 (double) auth_refused (self->auth));
+}
+
+//  Serves /healthz (the loop runs), /readyz (journal replayed, sockets
+//  bound, journal writable) and /metrics.
+static void
+s_http_serve (const char *method, const char *path, http_response_t *response, void *arg)
+{
+    broker_t *self = (broker_t *) arg;
+    (void) method;
+    if (streq (path, "/healthz")) {
+        response->status = 200;
+        response->body = "ok\n";
+        response->size = 3;
+    }
+    else
+    if (streq (path, "/readyz")) {
+        //  The loop only runs once the journal is replayed and every
+        //  socket is bound; it is not ready while the journal refuses writes
+        bool storage_down = self->journal && self->now < self->storage_retry_at;
+        response->status = storage_down? 503: 200;
+        response->body = storage_down? "journal failing\n": "ready\n";
+        response->size = strlen (response->body);
+    }
+    else
+    if (streq (path, "/metrics")) {
+        s_metrics_render (self);
+        if (prom_failed (self->prom)) {
+            response->status = 500;
+            response->body = "out of memory\n";
+            response->size = strlen (response->body);
+        }
+        else {
+            response->status = 200;
+            response->content_type = PROM_CONTENT_TYPE;
+            response->body = prom_data (self->prom);
+            response->size = prom_size (self->prom);
+        }
+    }
+}
+
 static int
 s_bind (broker_t *self, zsock_t *socket, const char *endpoint, char **bound)
 {
@@ -2338,7 +2690,7 @@ s_bind (broker_t *self, zsock_t *socket, const char *endpoint, char **bound)
         //  batched, so honest peers never get near it) and then loses
         //  replies instead of holding the broker's memory or its loop
         zsock_set_router_mandatory (socket, 1);
-        zsock_set_sndhwm (socket, 10000);
+        zsock_set_sndhwm (socket, SNDHWM_PEER);
     }
     else
         //  A slow subscriber loses updates past this and resynchronises
@@ -2582,6 +2934,20 @@ s_start (broker_t *self)
     drv_log (DRV_LOG_INFO, "broker", "serving clients on %s and workers on %s",
              self->producers_ep, self->workers_ep);
     drv_log (DRV_LOG_INFO, "broker", "publishing state updates on %s", self->state_ep);
+    s_pub_monitor_start (self);
+    if (self->cfg.metrics && *self->cfg.metrics) {
+        self->prom = prom_new ();
+        self->http = self->prom? http_new (self->cfg.metrics): NULL;
+        if (!self->http) {
+            snprintf (self->start_error, sizeof self->start_error, "cannot serve metrics on %.180s "
+                      "(port in use? change --metrics or turn it off)", self->cfg.metrics);
+            return -1;
+        }
+        self->metrics_ep = strdup (http_endpoint (self->http));
+        //  Scripts parse this line (tests): keep its format
+        drv_log (DRV_LOG_INFO, "broker", "serving metrics and health on %s (HTTP)",
+                 self->metrics_ep);
+    }
     return 0;
 }
 
@@ -2598,7 +2964,11 @@ s_stop (broker_t *self)
             s_peer_drop (self, (peer_t *) zhashx_first (self->clients), "broker stopping");
     zsock_destroy (&self->producers);
     zsock_destroy (&self->workers);
+    s_pub_monitor_stop (self);
     zsock_destroy (&self->pub);
+    http_destroy (&self->http);
+    prom_destroy (&self->prom);
+    free (self->metrics_ep);
     s_state_clear (self);
     free (self->changes);
     free (self->st_replies);
@@ -2648,6 +3018,9 @@ s_on_pipe (broker_t *self)
     if (streq (command, "STATE_ENDPOINT"))
         zstr_send (self->pipe, self->state_ep? self->state_ep: "");
     else
+    if (streq (command, "METRICS_ENDPOINT"))
+        zstr_send (self->pipe, self->metrics_ep? self->metrics_ep: "");
+    else
     if (streq (command, "STATUS"))
         zstr_send (self->pipe, *self->start_error? self->start_error: "OK");
     else
@@ -2690,30 +3063,51 @@ broker_actor (zsock_t *pipe, void *args)
         free (self);
         return;
     }
-    //  The PUB socket is polled too, though it never has input: polling is
-    //  what makes libzmq take in new subscriptions as they arrive, so a
-    //  replica that just subscribed gets the very next update
-    zmq_pollitem_t items [5] = {
-        {zsock_resolve (pipe), 0, ZMQ_POLLIN, 0},
-        {zsock_resolve (self->producers), 0, ZMQ_POLLIN, 0},
-        {zsock_resolve (self->workers), 0, ZMQ_POLLIN, 0},
-        {zsock_resolve (self->pub), 0, ZMQ_POLLIN, 0},
-        {self->auth? zsock_resolve (auth_socket (self->auth)): NULL, 0, ZMQ_POLLIN, 0},
-    };
-    int item_count = self->auth? 5: 4;
     while (!self->terminated) {
+        //  Built each turn: the PUB socket and its monitor can be replaced.
+        //  The PUB socket is polled though it never has input: polling is
+        //  what makes libzmq take in new subscriptions as they arrive, so a
+        //  replica that just subscribed gets the very next update
+        enum { P_PIPE, P_PRODUCERS, P_WORKERS, P_AUTH, P_HTTP, P_MONITOR, P_PUB, P_COUNT };
+        zmq_pollitem_t items [P_COUNT] = {
+            {zsock_resolve (pipe), 0, ZMQ_POLLIN, 0},
+            {zsock_resolve (self->producers), 0, ZMQ_POLLIN, 0},
+            {zsock_resolve (self->workers), 0, ZMQ_POLLIN, 0},
+            {self->auth? zsock_resolve (auth_socket (self->auth)): NULL, 0, 0, 0},
+            {self->http? zsock_resolve (http_socket (self->http)): NULL, 0, 0, 0},
+            {self->pub_monitor? zsock_resolve (self->pub_monitor): NULL, 0, 0, 0},
+            {self->pub? zsock_resolve (self->pub): NULL, 0, 0, 0},
+        };
+        //  Absent sockets are left out (a NULL socket would mean fd 0)
+        zmq_pollitem_t used [P_COUNT];
+        int slot [P_COUNT];
+        int count = 0;
+        for (int i = 0; i < P_COUNT; i++) {
+            slot [i] = -1;
+            if (items [i].socket) {
+                items [i].events = ZMQ_POLLIN;
+                slot [i] = count;
+                used [count++] = items [i];
+            }
+        }
         self->now = drv_now_ms ();
-        if (zmq_poll (items, item_count, s_poll_timeout (self)) < 0 && zmq_errno () != EINTR)
+        if (zmq_poll (used, count, s_poll_timeout (self)) < 0 && zmq_errno () != EINTR)
             break;
         self->now = drv_now_ms ();
-        if (items [0].revents & ZMQ_POLLIN)
+        #define READY(which) (slot [which] >= 0 && (used [slot [which]].revents & ZMQ_POLLIN))
+        if (READY (P_PIPE))
             s_on_pipe (self);
-        if (item_count > 4 && (items [4].revents & ZMQ_POLLIN))
+        if (READY (P_AUTH))
             auth_handle (self->auth);
-        if (items [1].revents & ZMQ_POLLIN)
+        if (READY (P_MONITOR))
+            s_pub_events (self);
+        if (READY (P_HTTP))
+            http_handle (self->http, s_http_serve, self);
+        if (READY (P_PRODUCERS))
             s_drain (self, self->producers, DRV_PEER_CLIENT);
-        if (items [2].revents & ZMQ_POLLIN)
+        if (READY (P_WORKERS))
             s_drain (self, self->workers, DRV_PEER_WORKER);
+        #undef READY
         s_fire_timers (self);
         sync_expire (self->sync, self->now);
         s_liveness (self);
@@ -2751,6 +3145,14 @@ broker_endpoints (zactor_t *broker, char **producers, char **workers)
     if (zstr_send (broker, "ENDPOINTS"))
         return -1;
     return zstr_recvx (broker, producers, workers, NULL) == 2? 0: -1;
+}
+
+int
+broker_metrics_endpoint (zactor_t *broker, char **metrics)
+{
+    zstr_send (broker, "METRICS_ENDPOINT");
+    *metrics = zstr_recv (broker);
+    return *metrics? 0: -1;
 }
 
 void

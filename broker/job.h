@@ -48,7 +48,8 @@ typedef struct _job_t {
     uint64_t created_wall;          //  Unix ms accepted
     uint64_t finished_wall;         //  Unix ms ended
     uint64_t wake_wall;             //  Unix ms a scheduled job becomes ready (survives restarts)
-    uint64_t due;                   //  monotonic ms of its timer (run-at, timeout, expiry)
+    uint64_t due;                   //  monotonic ms of its timer (run-at, timeout, expiry);
+                                    //  while queued (no timer), when it became ready
     size_t heap_index;              //  position in the timer heap, or JOB_NOT_IN_HEAP
     uint32_t pinned;                //  outgoing messages still referring to it
     uint32_t journal_bytes;         //  its share of the broker's live journal size

@@ -9,8 +9,11 @@ queue_t *
 queue_new (const char *name)
 {
     queue_t *self = calloc (1, sizeof *self);
-    if (self)
+    if (self) {
         snprintf (self->name, sizeof self->name, "%s", name);
+        prom_histogram_init_job (&self->wait_s);
+        prom_histogram_init_job (&self->run_s);
+    }
     return self;
 }
 

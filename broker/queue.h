@@ -8,6 +8,7 @@
 #define BROKER_QUEUE_H_INCLUDED
 
 #include "job.h"
+#include "prom.h"
 
 #include <stdbool.h>
 
@@ -42,6 +43,8 @@ struct _queue_t {
     size_t next_worker;             //  round-robin position
     bool dirty;                     //  needs a dispatch pass this turn
     struct _queue_t *next_dirty;    //  dirty list link
+    prom_histogram_t wait_s;        //  seconds from ready to dispatched, per attempt
+    prom_histogram_t run_s;         //  seconds from dispatched to a result, per attempt
 };
 
 queue_t *queue_new (const char *name);
