@@ -11,7 +11,7 @@ set(DROVER_IT_ENV
   # droverd serves HTTP on *:9090 by default: tests keep it on loopback
   # with an OS-chosen port (a flag still overrides it)
   "DROVER_METRICS=tcp://127.0.0.1:0")
-foreach(name jobpath security faults restart examples partition durability crash admin state sync)
+foreach(name jobpath security faults restart examples partition durability crash admin state sync metrics)
   add_test(NAME it_${name}
     COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/integration/${name}.sh)
   set_tests_properties(it_${name} PROPERTIES
