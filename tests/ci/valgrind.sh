@@ -71,15 +71,34 @@ for role in producer worker admin; do
 done
 "$DROVER" keygen "$T/keys/server" >/dev/null
 
+# The HTTP endpoint (when this droverd has one) on loopback, port from the OS
+METRICS_ARGS=()
+help=$("$DROVERD" --help 2>&1 || true)
+if grep -q -- '--metrics ' <<<"$help"; then
+    METRICS_ARGS=(--metrics tcp://127.0.0.1:0)
+fi
+
+# http_get PATH: the status line of GET PATH on the broker's metrics port
+http_get () {
+    local port
+    port=$(grep -i "metrics" "$T/broker-$RUN.log" | grep -oE '127\.0\.0\.1:[0-9]+' | tail -n 1 | cut -d: -f2)
+    [ -n "$port" ] || return 1
+    exec 3<>"/dev/tcp/127.0.0.1/$port" || return 1
+    printf 'GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n' "$1" >&3
+    timeout 60 head -n 1 <&3
+    exec 3<&- 3>&-
+}
+
 # start_broker RUN: droverd under Valgrind; sets BROKER_PID, PRODUCERS, WORKERS
 start_broker () {
     local run=$1 log="$T/broker-$1.log"
+    RUN=$run
     valgrind --leak-check=full --errors-for-leak-kinds=definite --error-exitcode=99 \
         --show-leak-kinds=definite --num-callers=30 --suppressions="$SUPP" \
         --log-file="$T/valgrind-$run.log" \
         "$DROVERD" --producers tcp://127.0.0.1:0 --workers tcp://127.0.0.1:0 \
         --state tcp://127.0.0.1:0 --cert "$T/keys/server_secret" --allow "$T/allow" \
-        --data-dir "$T/data" --heartbeat 1000 >"$log" 2>&1 &
+        --data-dir "$T/data" --heartbeat 1000 "${METRICS_ARGS[@]}" >"$log" 2>&1 &
     BROKER_PID=$!
     PIDS+=("$BROKER_PID")
     for _ in $(seq 1200); do
@@ -122,8 +141,13 @@ start_workers () {
     LAST_WORKER_PID=$!
 }
 
+# Every client call may wait for a broker slowed down by Valgrind
+drv () {
+    "$DROVER" "$@" --connect-timeout 60
+}
+
 admin () {
-    DROVER_CERT="$T/keys/admin_secret" "$DROVER" "$@"
+    DROVER_CERT="$T/keys/admin_secret" drv "$@"
 }
 
 # --- Run 1: a fresh broker
@@ -134,14 +158,14 @@ start_workers fail fail --exec 'false'
 fail_pid=$LAST_WORKER_PID
 
 seq 1 300 | sed 's/^/job-/' > "$T/inputs"
-"$DROVER" map -q upper --timeout 240 < "$T/inputs" > "$T/outputs" || fail "drover map failed"
+drv map -q upper --timeout 240 < "$T/inputs" > "$T/outputs" || fail "drover map failed"
 expected=$(tr a-z A-Z < "$T/inputs")
 [ "$(cat "$T/outputs")" = "$expected" ] || fail "wrong results from drover map"
 echo "run 1: 300 jobs done"
 
 # Failures into the dead letters, then retry and purge
 for i in 1 2 3 4; do
-    "$DROVER" submit -q fail --attempts 1 --data "bad-$i" --wait --timeout 60 >/dev/null 2>&1 && fail "a failing job succeeded"
+    drv submit -q fail --attempts 1 --data "bad-$i" --wait --timeout 60 >/dev/null 2>&1 && fail "a failing job succeeded"
 done
 dead=$(admin dead list fail | wc -l)
 [ "$dead" -eq 4 ] || fail "expected 4 dead letters, got $dead"
@@ -150,32 +174,41 @@ admin dead retry fail "$first" >/dev/null || fail "dead retry"
 admin dead purge fail >/dev/null || fail "dead purge"
 
 # A delayed job, cancelled; status of a finished one
-id=$("$DROVER" submit -q upper --delay 600 --data later)
-"$DROVER" cancel "$id" >/dev/null || fail "cancel"
-done_id=$("$DROVER" submit -q upper --data x)
-"$DROVER" result "$done_id" --wait --timeout 60 >/dev/null || fail "result"
-"$DROVER" status "$done_id" >/dev/null || fail "status"
+id=$(drv submit -q upper --delay 600 --data later)
+drv cancel "$id" >/dev/null || fail "cancel"
+done_id=$(drv submit -q upper --data x)
+drv result "$done_id" --wait --timeout 60 >/dev/null || fail "result"
+drv status "$done_id" >/dev/null || fail "status"
 
 # Shared state, locks, events, pause and resume
-"$DROVER" state set vg k1 one >/dev/null || fail "state set"
-"$DROVER" state set vg k2 two >/dev/null || fail "state set"
-[ "$("$DROVER" state get vg k1)" = one ] || fail "state get"
-"$DROVER" state incr vg counter 5 >/dev/null || fail "state incr"
-[ "$("$DROVER" state list vg | wc -l)" -eq 3 ] || fail "state list"
-"$DROVER" state del vg k2 >/dev/null || fail "state del"
-"$DROVER" lock vg-lock --timeout 30 -- true || fail "lock"
-"$DROVER" event set vg-event >/dev/null || fail "event set"
-"$DROVER" event wait vg-event --timeout 30 >/dev/null || fail "event wait"
-"$DROVER" event clear vg-event >/dev/null || fail "event clear"
+drv state set vg k1 one >/dev/null || fail "state set"
+drv state set vg k2 two >/dev/null || fail "state set"
+[ "$(drv state get vg k1)" = one ] || fail "state get"
+drv state incr vg counter 5 >/dev/null || fail "state incr"
+[ "$(drv state list vg | wc -l)" -eq 3 ] || fail "state list"
+drv state del vg k2 >/dev/null || fail "state del"
+"$DROVER" lock vg-lock --timeout 30 --connect-timeout 60 -- true || fail "lock"
+drv event set vg-event >/dev/null || fail "event set"
+drv event wait vg-event --timeout 30 >/dev/null || fail "event wait"
+drv event clear vg-event >/dev/null || fail "event clear"
 admin pause upper >/dev/null || fail "pause"
 admin resume upper >/dev/null || fail "resume"
-"$DROVER" stats >/dev/null || fail "stats"
-"$DROVER" queues >/dev/null || fail "queues"
+drv stats >/dev/null || fail "stats"
+drv queues >/dev/null || fail "queues"
+if [ ${#METRICS_ARGS[@]} -gt 0 ]; then
+    for path in /metrics /healthz /readyz /nowhere; do
+        status=$(http_get "$path" | tr -d '\r') || fail "no answer from the metrics endpoint for $path"
+        echo "run 1: GET $path: $status"
+        case $path in
+            /metrics|/healthz) [[ $status == "HTTP/1."?" 200"* ]] || fail "GET $path: $status" ;;
+        esac
+    done
+fi
 
 # Jobs left queued for the restart: nobody serves this queue yet
 kept=()
 for i in 1 2 3; do
-    kept+=("$("$DROVER" submit -q later --data "kept-$i")") || fail "submit"
+    kept+=("$(drv submit -q later --data "kept-$i")") || fail "submit"
 done
 # The restarted broker gets new ports: the workers go with this one
 for pid in "$upper_pid" "$fail_pid"; do
@@ -189,12 +222,12 @@ echo "run 1: droverd stopped cleanly, no definite leak or memory error"
 start_broker 2
 start_workers upper upper --exec 'tr a-z A-Z'
 start_workers later later --exec 'tr a-z A-Z'
-seq 1 50 | sed 's/^/again-/' | "$DROVER" map -q upper --timeout 240 > "$T/outputs2" \
+seq 1 50 | sed 's/^/again-/' | drv map -q upper --timeout 240 > "$T/outputs2" \
     || fail "drover map after restart"
 [ "$(wc -l < "$T/outputs2")" -eq 50 ] || fail "run 2: missing results"
-[ "$("$DROVER" state get vg k1)" = one ] || fail "state lost over the restart"
+[ "$(drv state get vg k1)" = one ] || fail "state lost over the restart"
 for i in 1 2 3; do
-    got=$("$DROVER" result "${kept[$((i - 1))]}" --wait --timeout 120) || fail "kept job $i lost"
+    got=$(drv result "${kept[$((i - 1))]}" --wait --timeout 120) || fail "kept job $i lost"
     [ "$got" = "KEPT-$i" ] || fail "kept job $i: '$got'"
 done
 stop_broker 2
