@@ -125,7 +125,7 @@ stop_broker () {
     done
     wait "$BROKER_PID" || status=$?
     local vlog="$T/valgrind-$run.log"
-    grep -E "ERROR SUMMARY|definitely lost|indirectly lost|possibly lost" "$vlog" | sed 's/^==[0-9]*== /  /' || true
+    grep -E "ERROR SUMMARY|in use at exit|total heap usage|definitely lost|indirectly lost|possibly lost" "$vlog" | sed 's/^==[0-9]*== /  /' || true
     [ "$status" -ne 99 ] || fail "Valgrind found memory errors or definite leaks in run $run (see above)"
     [ "$status" -eq 0 ] || fail "droverd exited with status $status in run $run"
     grep -q "ERROR SUMMARY: 0 errors" "$vlog" || fail "Valgrind reported errors in run $run"
