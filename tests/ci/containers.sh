@@ -355,6 +355,9 @@ PRODUCER_OPTS=(--network "$NET" --no-healthcheck
 #  A producer container that stays up for short commands (podman exec).
 podman run -d --name "$CLIENT" "${PRODUCER_OPTS[@]}" "$IMAGE" sleep infinity >/dev/null
 client () {
+    podman exec "$CLIENT" drover "$@" </dev/null
+}
+client_stdin () {
     podman exec -i "$CLIENT" drover "$@"
 }
 
@@ -443,7 +446,7 @@ step "$JOBS jobs via drover map in ${map_s}s: all $JOBS results right, in order;
 
 # ---- graceful stop of a busy worker -----------------------------------------
 ids=$(printf 'sleep:3\nsleep:3\nsleep:3\nsleep:3\n' \
-    | client submit -q work --each-line --no-wait) || fail "submit of sleep jobs"
+    | client_stdin submit -q work --each-line --no-wait) || fail "submit of sleep jobs"
 [ "$(echo "$ids" | wc -l)" = 4 ] || fail "expected 4 job ids, got: $ids"
 #  Stop it only once the broker has handed it all four.
 deadline=$((SECONDS + 20))
@@ -469,7 +472,7 @@ results=$(client result --wait --timeout 10 $ids) || fail "results of the draine
 step "podman stop (SIGTERM) of a busy worker: finished the $held jobs it held, exit 0 in ${stop_s}s (grace ${GRACE}s)"
 
 # ---- broker restart on its volume -------------------------------------------
-ids=$(seq -f 'kept-%g' 1 20 | client submit -q held --each-line --no-wait) \
+ids=$(seq -f 'kept-%g' 1 20 | client_stdin submit -q held --each-line --no-wait) \
     || fail "submit to held"
 t=$(now_s)
 podman stop -t "$GRACE" "$BROKER" >/dev/null 2>>"$WORK/podman.err"
