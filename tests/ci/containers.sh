@@ -63,8 +63,10 @@ since () { printf '%.1f' "$(calc "$(now_s) - $1")"; }
 
 # ---- packages --------------------------------------------------------------
 need=""
+#  Without recommends (docker-compose would bring the Docker engine), so the
+#  network stack podman recommends is named here: netavark, aardvark-dns.
 for pkg in podman buildah debootstrap slirp4netns uidmap iptables runc \
-           docker-compose; do
+           netavark aardvark-dns fuse-overlayfs docker-compose; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'ok installed' \
         || need="$need $pkg"
 done
@@ -152,6 +154,7 @@ cat >"$WORK/containers.conf" <<EOF
 default_ulimits = ["nofile=20000:20000", "nproc=32768:32768"]
 
 [network]
+network_backend = "netavark"
 network_config_dir = "$WORK/networks"
 
 [engine]
