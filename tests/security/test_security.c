@@ -13,8 +13,12 @@
     (workers, admins and the key itself see it, other keys do not);
     allow-list changes picked up while running (added key admitted, removed
     key's sessions closed and its new connections refused, changed rights
-    applied) and on the actor's RELOAD command; every configurable limit;
-    the refusal of a server secret readable by others.
+    applied) and on the actor's RELOAD command; every configurable limit
+    and the per-peer rate of costly requests; the refusal of a server
+    secret readable by others. With the argument "isolation": that one key
+    cannot reach what belongs to another (dead-letter ids, resubmitted ids,
+    sessions, a revocation first seen by another peer's handshake, a
+    revoked key's state subscription).
 */
 #include "broker.h"
 #include "codec.h"
@@ -982,10 +986,11 @@ test_reload (zactor_t *broker)
     printf ("reload: role change, queue change, RELOAD command applied\n");
 }
 
-//  Gaps found in the rules, run as their own test until closed ----------------
+//  Isolation between keys --------------------------------------------------
+//  (run as a test of its own: "test_security isolation")
 
-//  A gap check reports and lets the next one run
-#define GAP(cond) \
+//  A check that reports and lets the next one run
+#define KEEP(cond) \
     do { if (!(cond)) { \
         dprintf (s_stderr, "%s:%d: rule not kept: %s\n", __FILE__, __LINE__, #cond); \
         ok = false; goto done; } } while (0)
@@ -1004,7 +1009,7 @@ test_dead_letter_ids (void)
     drv_msg_t msg = s_query (&ladmin, theirs, false);
     CHECK (msg.cmd == DRV_CMD_ERROR && msg.error.code == DRV_CODE_DENIED);
     msg = s_dead_ids (&ladmin, "adm.one", DRV_DEAD_LIST, theirs);
-    GAP (msg.cmd == DRV_CMD_ERROR
+    KEEP (msg.cmd == DRV_CMD_ERROR
          || (msg.count == 1 && msg.infos [0].state == DRV_JOB_UNKNOWN
              && streq (msg.infos [0].queue, "")));
     printf ("dead letters: ids of other queues' jobs reveal nothing to a limited admin\n");
@@ -1030,7 +1035,7 @@ test_revoke_race (void)
     CHECK (rc == 0);
     drv_msg_t msg;
     bool told = s_recv_within (&peer, 2500, &msg);
-    GAP (told && msg.cmd == DRV_CMD_ERROR && msg.error.code == DRV_CODE_DENIED);
+    KEEP (told && msg.cmd == DRV_CMD_ERROR && msg.error.code == DRV_CODE_DENIED);
     printf ("reload: a removal noticed during another peer's handshake closes the session too\n");
 done:
     drover_client_destroy (&other);
@@ -1073,7 +1078,7 @@ test_resubmit_foreign_id (void)
             for (size_t i = 0; i < msg.count; i++)
                 if (memcmp (msg.results [i].id, theirs, 16) == 0)
                     leaked = true;
-    GAP (!leaked);
+    KEEP (!leaked);
     printf ("submit: another queue's job id gives a limited key nothing\n");
 done:
     s_peer_close (&worker);
@@ -1107,7 +1112,7 @@ test_session_takeover (void)
             for (size_t i = 0; i < msg.count; i++)
                 if (memcmp (msg.results [i].id, id, 16) == 0)
                     stolen = true;
-    GAP (!stolen);
+    KEEP (!stolen);
     printf ("sessions: another key cannot take over a session\n");
 done:
     s_peer_close (&worker);
@@ -1155,7 +1160,7 @@ test_revoke_subscriber (zactor_t *broker)
     heard = false;
     for (int i = 0; i < 5 && !heard; i++)
         heard = zmq_recv (sub, drain, sizeof drain, 0) >= 0;
-    GAP (!heard);
+    KEEP (!heard);
     printf ("reload: a removed key's state subscription ends\n");
 done:
     s_peer_close (&admin);
@@ -1268,6 +1273,30 @@ test_limits (void)
     CHECK (msg.cmd == DRV_CMD_ERROR && msg.error.code == DRV_CODE_UNKNOWN_QUEUE);
     CHECK (strstr (msg.error.message, "1-10"));
 
+    //  Costly requests (Stats, listings) are rationed per peer: a burst far
+    //  past the allowance gets LIMIT, and other peers are not slowed
+    drv_msg_init (&msg, DRV_CMD_STATS, 0);
+    int burst = 400, answered = 0, limited = 0;
+    for (int i = 0; i < burst; i++) {
+        msg.corr = s_corr++;
+        s_send (&greedy, &msg, NULL, 0);
+    }
+    while (answered + limited < burst) {
+        drv_msg_t reply = s_recv (&greedy);
+        if (reply.cmd == DRV_CMD_STATS_REPLY)
+            answered++;
+        else
+        if (reply.cmd == DRV_CMD_ERROR) {
+            CHECK (reply.error.code == DRV_CODE_LIMIT && strstr (reply.error.message, "slow down"));
+            limited++;
+        }
+    }
+    CHECK (limited > 0 && answered >= 100);
+    printf ("limits: %d of %d Stats in a burst answered, %d refused with LIMIT\n",
+            answered, burst, limited);
+    msg = s_stats (&honest);
+    CHECK (msg.cmd == DRV_CMD_STATS_REPLY);
+
     //  After all that, the honest client is still served
     CHECK (s_submit_one (&honest, "hq", job, NULL) == DRV_CODE_OK);
     msg = s_recv_cmd (&worker, DRV_CMD_DISPATCH);
@@ -1344,7 +1373,8 @@ test_open_key (void)
     printf ("server secret: refused when group/other may read it, unless allowed\n");
 }
 
-//  With "gaps": only the checks of rules the broker does not yet keep.
+//  With "isolation": only the checks that one key cannot reach into what
+//  belongs to another (sessions, results, revoked subscriptions).
 int
 main (int argc, char *argv [])
 {
@@ -1386,7 +1416,7 @@ main (int argc, char *argv [])
     s_config (&config);
     zactor_t *broker = s_broker (&config);
 
-    if (argc > 1 && streq (argv [1], "gaps")) {
+    if (argc > 1 && streq (argv [1], "isolation")) {
         bool kept = test_dead_letter_ids ();
         kept &= test_resubmit_foreign_id ();
         kept &= test_session_takeover ();
