@@ -8,9 +8,6 @@
 #include <limits.h>
 #include <sys/stat.h>
 
-//  Longest entry of a "queues" list: a queue name and a trailing '*'
-#define QUEUE_PATTERN_MAX 129
-
 struct _auth_t {
     char *dir;              //  allow-list directory
     zsock_t *zap;           //  REP socket bound to the ZAP endpoint
@@ -19,9 +16,7 @@ struct _auth_t {
     uint64_t generation;    //  loads so far
     uint64_t removals;      //  loads that dropped a key the one before had
     uint64_t refused;       //  handshakes refused
-    uint64_t log_second;    //  second of the current refusal-log window
-    int log_budget;         //  refusal lines left in it
-    uint64_t log_dropped;   //  refusal lines suppressed in it
+    drv_budget_t log_budget;    //  refusal log lines, per second
     bool loaded;            //  a load has succeeded
 };
 
@@ -69,59 +64,6 @@ auth_queue_allowed (const char *queues, const char *name)
         item = end + 1;
     }
     return false;
-}
-
-//  Normalises a "queues" metadata value into a comma list without blanks;
-//  returns a new string, or NULL (with *bad set) when an entry is invalid.
-static char *
-s_queue_list (const char *value, bool *bad)
-{
-    char *list = (char *) malloc (strlen (value) + 1);
-    if (!list) {
-        *bad = true;
-        return NULL;
-    }
-    size_t out = 0;
-    const char *item = value;
-    while (true) {
-        while (*item == ' ' || *item == '\t')
-            item++;
-        const char *end = item;
-        while (*end && *end != ',')
-            end++;
-        const char *last = end;
-        while (last > item && (last [-1] == ' ' || last [-1] == '\t'))
-            last--;
-        size_t len = (size_t) (last - item);
-        char name [QUEUE_PATTERN_MAX + 2];
-        if (len == 0 || len > QUEUE_PATTERN_MAX) {
-            *bad = true;
-            break;
-        }
-        memcpy (name, item, len);
-        name [len] = 0;
-        //  "prefix*" stands for every queue starting with prefix; "*" alone for all
-        bool wildcard = name [len - 1] == '*';
-        if (wildcard)
-            name [len - 1] = 0;
-        if (*name && !drv_queue_name_valid (name)) {
-            *bad = true;
-            break;
-        }
-        if (out)
-            list [out++] = ',';
-        memcpy (list + out, item, len);
-        out += len;
-        if (!*end)
-            break;
-        item = end + 1;
-    }
-    if (*bad) {
-        free (list);
-        return NULL;
-    }
-    list [out] = 0;
-    return list;
 }
 
 //  A cheap fingerprint of the directory: names, sizes and mtimes of its
@@ -197,14 +139,14 @@ auth_reload (auth_t *self)
         const char *queues = zcert_meta (cert, "queues");
         if (!role)
             role = "producer";
-        bool bad = false;
-        char *list = queues? s_queue_list (queues, &bad): NULL;
+        char why [256] = "";
+        char *list = queues? drv_queue_list_parse (queues, why, sizeof why): NULL;
+        bool bad = queues && !list;
         if (!s_role_valid (role))
             drv_log (DRV_LOG_WARN, "auth", "unknown role '%s' in %s, key ignored", role, path);
         else
         if (bad)
-            drv_log (DRV_LOG_WARN, "auth", "bad queues list '%s' in %s (comma-separated queue "
-                     "names, each optionally ending in *), key ignored", queues, path);
+            drv_log (DRV_LOG_WARN, "auth", "%s in %s: key ignored", why, path);
         else {
             auth_key_t *key = (auth_key_t *) calloc (1, sizeof (auth_key_t));
             if (key) {
@@ -350,21 +292,11 @@ s_reply (auth_t *self, const char *version, zframe_t *request_id,
 static bool
 s_refusal_log_allowed (auth_t *self)
 {
-    uint64_t second = drv_now_ms () / 1000;
-    if (second != self->log_second) {
-        if (self->log_dropped)
-            drv_log (DRV_LOG_WARN, "auth", "%" PRIu64 " more refused handshakes not logged",
-                     self->log_dropped);
-        self->log_second = second;
-        self->log_budget = 5;
-        self->log_dropped = 0;
-    }
-    if (self->log_budget > 0) {
-        self->log_budget--;
-        return true;
-    }
-    self->log_dropped++;
-    return false;
+    uint64_t dropped;
+    bool allowed = drv_budget_take (&self->log_budget, drv_now_ms (), 5, &dropped);
+    if (dropped)
+        drv_log (DRV_LOG_WARN, "auth", "%" PRIu64 " more refused handshakes not logged", dropped);
+    return allowed;
 }
 
 void

@@ -129,9 +129,7 @@ typedef struct {
     uint64_t auth_seen;             //  allow-list generation the sessions were checked against
     uint64_t auth_removals_seen;    //  allow-list removals the PUB socket has caught up with
     char start_error [256];         //  why start failed, "" when serving
-    uint64_t log_window;            //  second of the rate-limited log window
-    int log_budget;                 //  warnings left in this window
-    uint64_t log_dropped;           //  warnings suppressed in this window
+    drv_budget_t log_budget;        //  warnings about bad input, per second
     journal_t *journal;             //  NULL when in memory
     uint64_t live_bytes;            //  what a compacted journal would hold
     uint64_t storage_retry_at;      //  monotonic ms; refuse submits until then after a failure
@@ -205,20 +203,11 @@ struct new_job {
 static bool
 s_log_allowed (broker_t *self)
 {
-    uint64_t second = self->now / 1000;
-    if (second != self->log_window) {
-        if (self->log_dropped)
-            drv_log (DRV_LOG_WARN, "broker", "%" PRIu64 " warnings suppressed", self->log_dropped);
-        self->log_window = second;
-        self->log_budget = 20;
-        self->log_dropped = 0;
-    }
-    if (self->log_budget > 0) {
-        self->log_budget--;
-        return true;
-    }
-    self->log_dropped++;
-    return false;
+    uint64_t dropped;
+    bool allowed = drv_budget_take (&self->log_budget, self->now, 20, &dropped);
+    if (dropped)
+        drv_log (DRV_LOG_WARN, "broker", "%" PRIu64 " warnings suppressed", dropped);
+    return allowed;
 }
 
 void

@@ -7,6 +7,7 @@
     the key may do.
 */
 #include "common.h"
+#include "codec.h"
 
 #include <czmq.h>
 #include <dirent.h>
@@ -19,7 +20,6 @@
 #include <unistd.h>
 
 //  Longest entry of a --queues list: a queue name and a trailing '*'
-#define QUEUE_PATTERN_MAX 129
 
 static const char *s_usage =
     "Usage: drover keygen PATH [--role producer|worker|admin] [--queues LIST] [--force]\n"
@@ -46,62 +46,6 @@ s_valid_role (const char *role)
     return streq (role, "producer") || streq (role, "worker") || streq (role, "admin");
 }
 
-//  Checks a --queues list and returns it normalised (entries without the
-//  blanks around them, joined by commas) in a new string. Each entry is a
-//  queue name, optionally ending in '*' (a prefix; "*" alone is every
-//  queue). Returns NULL with a reason in why when the list is bad.
-static char *
-s_queue_list (const char *text, char *why, size_t why_size)
-{
-    char *list = (char *) malloc (strlen (text) + 1);
-    if (!list) {
-        snprintf (why, why_size, "out of memory");
-        return NULL;
-    }
-    size_t out = 0;
-    const char *item = text;
-    while (true) {
-        while (*item == ' ' || *item == '\t')
-            item++;
-        const char *end = strchr (item, ',');
-        if (!end)
-            end = item + strlen (item);
-        const char *last = end;
-        while (last > item && (last [-1] == ' ' || last [-1] == '\t'))
-            last--;
-        size_t len = (size_t) (last - item);
-        if (len == 0) {
-            snprintf (why, why_size, "empty entry in queue list '%s'", text);
-            free (list);
-            return NULL;
-        }
-        //  The name part: the entry without its trailing '*', if any
-        char name [QUEUE_PATTERN_MAX + 1];
-        size_t name_len = item [len - 1] == '*'? len - 1: len;
-        bool valid = name_len < sizeof name;
-        if (valid && name_len > 0) {
-            memcpy (name, item, name_len);
-            name [name_len] = 0;
-            valid = drover_queue_name_valid (name);
-        }
-        if (!valid) {
-            snprintf (why, why_size, "bad entry '%.*s' in queue list: a queue name "
-                      "(1-128 of A-Z a-z 0-9 . _ - :) optionally ending in *",
-                      (int) (len > 200? 200: len), item);
-            free (list);
-            return NULL;
-        }
-        if (out)
-            list [out++] = ',';
-        memcpy (list + out, item, len);
-        out += len;
-        if (!*end)
-            break;
-        item = end + 1;
-    }
-    list [out] = 0;
-    return list;
-}
 
 static bool
 s_exists (const char *path)
@@ -242,7 +186,7 @@ cli_keygen (int argc, char **argv)
     char *queues = NULL;
     if (queues_arg) {
         char why [320];
-        queues = s_queue_list (queues_arg, why, sizeof why);
+        queues = drv_queue_list_parse (queues_arg, why, sizeof why);
         if (!queues)
             return cli_usage (argv [0], "%s", why);
     }

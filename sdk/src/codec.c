@@ -170,6 +170,59 @@ drv_queue_name_valid (const char *name)
     return len > 0;
 }
 
+char *
+drv_queue_list_parse (const char *text, char *why, size_t why_size)
+{
+    char *list = (char *) malloc (strlen (text) + 1);
+    if (!list) {
+        snprintf (why, why_size, "out of memory");
+        return NULL;
+    }
+    size_t out = 0;
+    const char *item = text;
+    while (true) {
+        while (*item == ' ' || *item == '\t')
+            item++;
+        const char *end = strchr (item, ',');
+        if (!end)
+            end = item + strlen (item);
+        const char *last = end;
+        while (last > item && (last [-1] == ' ' || last [-1] == '\t'))
+            last--;
+        size_t len = (size_t) (last - item);
+        if (len == 0) {
+            snprintf (why, why_size, "empty entry in queue list '%s'", text);
+            free (list);
+            return NULL;
+        }
+        //  The name part: the entry without its trailing '*', if any
+        char name [DRV_QUEUE_NAME_MAX + 2];
+        size_t name_len = item [len - 1] == '*'? len - 1: len;
+        bool valid = name_len < sizeof name;
+        if (valid && name_len > 0) {
+            memcpy (name, item, name_len);
+            name [name_len] = 0;
+            valid = drv_queue_name_valid (name);
+        }
+        if (!valid) {
+            snprintf (why, why_size, "bad entry '%.*s' in queue list: a queue name "
+                      "(1-128 of A-Z a-z 0-9 . _ - :) optionally ending in *",
+                      (int) (len > 200? 200: len), item);
+            free (list);
+            return NULL;
+        }
+        if (out)
+            list [out++] = ',';
+        memcpy (list + out, item, len);
+        out += len;
+        if (!*end)
+            break;
+        item = end + 1;
+    }
+    list [out] = 0;
+    return list;
+}
+
 bool
 drv_cmd_has_payloads (drv_cmd_t cmd)
 {

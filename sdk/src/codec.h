@@ -87,6 +87,12 @@ typedef enum {
 
 //  True if name is 1..128 bytes of [A-Za-z0-9._:-] (PROTOCOL.md section 3).
 bool drv_queue_name_valid (const char *name);
+//  Checks a queue-limit list (certificate metadata "queues": queue names,
+//  each optionally ending in '*' for a prefix, "*" alone for every queue,
+//  separated by commas) and returns it normalised (no blanks around the
+//  entries) in a new string the caller frees; NULL with a reason in why
+//  when the list is bad.
+char *drv_queue_list_parse (const char *text, char *why, size_t why_size);
 
 //  Whether a command is followed by one payload frame per list entry.
 bool drv_cmd_has_payloads (drv_cmd_t cmd);

@@ -165,6 +165,25 @@ s_log_line (drv_log_level_t level, const char *component, const char *job,
 }
 
 bool
+drv_budget_take (drv_budget_t *self, uint64_t now_ms, int per_second, uint64_t *dropped)
+{
+    *dropped = 0;
+    uint64_t second = now_ms / 1000;
+    if (second != self->second) {
+        *dropped = self->dropped;
+        self->second = second;
+        self->left = per_second;
+        self->dropped = 0;
+    }
+    if (self->left > 0) {
+        self->left--;
+        return true;
+    }
+    self->dropped++;
+    return false;
+}
+
+bool
 drv_log_enabled (drv_log_level_t level)
 {
     pthread_once (&s_log_env_once, s_log_from_env);

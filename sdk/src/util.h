@@ -40,6 +40,19 @@ void drv_log_job (drv_log_level_t level, const char *component, const char *job,
 //  Whether a line at level would be written (to skip building costly ones).
 bool drv_log_enabled (drv_log_level_t level);
 
+//  A per-second budget of events (log lines about bad input, say): at most
+//  per_second pass in any one second, the rest are counted. Zero it to start.
+typedef struct {
+    uint64_t second;            //  second of the current window
+    int left;                   //  events that may still pass in it
+    uint64_t dropped;           //  events refused in it
+} drv_budget_t;
+
+//  True if one more event fits in the current second. When a new second
+//  begins after some were refused, *dropped says how many (else 0), for a
+//  summary line.
+bool drv_budget_take (drv_budget_t *self, uint64_t now_ms, int per_second, uint64_t *dropped);
+
 //  Frames -----------------------------------------------------------------
 
 typedef struct {
