@@ -406,8 +406,10 @@ if grep -q 'http_new *(' "$ROOT/broker/broker.c"; then
     [ "$(podman inspect -f '{{.State.Health.Status}}' "$BROKER")" = healthy ] \
         || fail "broker container not marked healthy"
     step "HEALTHCHECK passes in the broker after $(since "$t")s (podman healthcheck run, drover health)"
+    health_note="health check passed"
 else
     step "HEALTHCHECK not checked: the broker in this tree has no HTTP endpoint yet"
+    health_note="health check not run"
 fi
 
 # ---- jobs, with a worker killed mid-run -------------------------------------
@@ -462,6 +464,7 @@ done
 t=$(now_s)
 podman stop -t "$GRACE" "$WORKER2" >/dev/null
 stop_s=$(since "$t")
+drain_s=$stop_s
 code=$(podman inspect -f '{{.State.ExitCode}}' "$WORKER2")
 [ "$code" = 0 ] || { podman logs "$WORKER2" 2>&1 | tail; fail "worker2 exited $code on SIGTERM"; }
 [ "$(calc "$stop_s < $GRACE")" = 1 ] || fail "worker2 took ${stop_s}s to stop (grace ${GRACE}s)"
@@ -536,4 +539,8 @@ dc down -v >>"$WORK/compose.log" 2>&1 || { tail "$WORK/compose.log"; fail "docke
 COMPOSE_UP=""
 step "scaled to 3 workers; docker-compose down -v in $(since "$t")s"
 
-echo "summary: image ${build_s}s, $((size / 1024 / 1024)) MiB; $JOBS jobs in ${map_s}s with a worker killed ($requeued requeued, 0 lost); total $(since "$START")s"
+echo "summary: image $how in ${build_s}s ($((size / 1024 / 1024)) MiB);" \
+     "$JOBS jobs in ${map_s}s with a worker container killed mid-run ($requeued requeued, 0 lost);" \
+     "$health_note; SIGTERM: busy worker drained $held jobs and exited in ${drain_s}s," \
+     "broker exited in ${stop_s}s and kept 20 jobs across its restart;" \
+     "compose: 100 jobs over scaled workers; total $(since "$START")s"
