@@ -412,12 +412,15 @@ for (const so of byKind ('ScaledObject')) {
             for (const key of ['serverAddress', 'query', 'threshold'])
                 if (!md [key])
                     problem (so, 'prometheus trigger without ' + key);
-            if (md.query && !/\bdrover_queue_depth\b/.test (md.query))
-                problem (so, 'prometheus trigger does not query drover_queue_depth');
+            if (md.query && !/\bdrover_[a-z_]+\b/.test (md.query))
+                problem (so, 'prometheus trigger ' + (t.name || '') + ' queries no drover_ metric');
             if (md.threshold && !(Number (md.threshold) > 0))
                 problem (so, 'prometheus trigger threshold ' + md.threshold + ' is not a positive number');
         }
     }
+    if (!(s.triggers || []).some ((t) => t.type === 'prometheus' && t.metadata
+                                   && /\bdrover_queue_depth\b/.test (t.metadata.query || '')))
+        problem (so, 'no prometheus trigger on drover_queue_depth');
     if (!s.scaleTargetRef)
         continue;
     //  KEDA runs its own HPA; another one on the same target may exist only

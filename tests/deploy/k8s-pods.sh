@@ -10,6 +10,9 @@
 #
 #  - droverd refuses the group-readable secret certificate without
 #    DROVER_ALLOW_OPEN_KEY, and starts with the manifests' settings;
+#  - the probes' /healthz and /readyz answer 200, and /metrics has the
+#    gauges the autoscalers query (drover_queue_depth, drover_queue_running),
+#    counting a waiting job and a job in hand;
 #  - the example producer Job's pipeline gets all its results;
 #  - a key added by updating the allow-list Secret (the kubelet's atomic
 #    swap of ..data) is admitted within seconds, without a restart;
@@ -156,15 +159,12 @@ http_get () {
 }
 HTTP_PORT=$(grep -iE '(http|metrics)' "$T/broker.log" | grep -oE 'tcp://127\.0\.0\.1:[0-9]+' \
     | head -n 1 | sed 's/.*://')
-if [ -n "$HTTP_PORT" ]; then
-    "$DROVER" health --url "http://127.0.0.1:$HTTP_PORT/healthz" > /dev/null 2>&1 \
-        || fail "liveness: /healthz on port $HTTP_PORT does not answer 200"
-    wait_for 10 "$DROVER" health --url "http://127.0.0.1:$HTTP_PORT/readyz" \
-        || fail "readiness: /readyz on port $HTTP_PORT never answered 200"
-    echo "ok - the probes' endpoints answer: /healthz and /readyz on the HTTP port"
-else
-    echo "note: the broker names no HTTP endpoint in its log; probes not exercised"
-fi
+[ -n "$HTTP_PORT" ] || fail "the broker names no HTTP endpoint in its log: the probes have nothing to ask"
+"$DROVER" health --url "http://127.0.0.1:$HTTP_PORT/healthz" > /dev/null 2>&1 \
+    || fail "liveness: /healthz on port $HTTP_PORT does not answer 200"
+wait_for 10 "$DROVER" health --url "http://127.0.0.1:$HTTP_PORT/readyz" \
+    || fail "readiness: /readyz on port $HTTP_PORT never answered 200"
+echo "ok - the probes' endpoints answer: /healthz and /readyz on the HTTP port"
 
 # A worker pod: its ConfigMap, its args; only the broker's address differs
 start_worker () {
@@ -189,13 +189,22 @@ out=$(seq 1 20 | sed 's/^/job number /' | producer "$T/producer-keys" timeout 30
 [ "$(sed -n 20p <<<"$out")" = "JOB NUMBER 20" ] || fail "unexpected results: $(head -3 <<<"$out")"
 echo "ok - the producer Job's pipeline: 20 jobs, 20 results in order, through the worker pod"
 
-# What the autoscalers read: the per-queue depth gauge
-if [ -n "$HTTP_PORT" ]; then
+# What the autoscalers read: the per-queue gauges of jobs waiting and of
+# jobs at the workers. A queue nobody serves holds its job as depth.
+# expect_series LINE...: each line is on /metrics now
+expect_series () {
+    local metrics line
     metrics=$(http_get "$HTTP_PORT" /metrics)
-    grep -q '^drover_queue_depth{queue="upper"} 0$' <<<"$metrics" \
-        || fail "/metrics has no drover_queue_depth{queue=\"upper\"} 0: $(grep queue_depth <<<"$metrics" | head -3)"
-    echo "ok - /metrics exports drover_queue_depth{queue=\"upper\"}, the series the autoscalers query"
-fi
+    for line in "$@"; do
+        grep -qxF "$line" <<<"$metrics" \
+            || fail "/metrics has no line '$line': $(grep -E 'queue_(depth|running)' <<<"$metrics" | head -6)"
+    done
+}
+producer "$T/producer-keys" "$DROVER" submit -q backlog --data waiting > /dev/null \
+    || fail "submit to an unserved queue"
+expect_series 'drover_queue_depth{queue="upper"} 0' 'drover_queue_running{queue="upper"} 0' \
+              'drover_queue_depth{queue="backlog"} 1' 'drover_queue_running{queue="backlog"} 0'
+echo "ok - /metrics: drover_queue_depth and drover_queue_running per queue (a waiting job counts as depth 1)"
 
 # A new producer key, added by updating the allow-list Secret
 producer "$T/producer2-keys" timeout 10 "$DROVER" submit -q upper --data before --wait --timeout 3 \
@@ -224,6 +233,7 @@ running () {
     producer "$T/producer-keys" "$DROVER" status "$id" 2>/dev/null | grep -qw running
 }
 wait_for 10 running || fail "the nap job never ran: $(producer "$T/producer-keys" "$DROVER" status "$id" 2>&1)"
+expect_series 'drover_queue_running{queue="nap"} 1' 'drover_queue_depth{queue="nap"} 0'
 stop_start=$(date +%s.%N)
 kill -TERM "$napper"
 wait_for "$grace" bash -c "! kill -0 $napper 2>/dev/null" || fail "the worker did not stop within ${grace} s"
@@ -234,4 +244,4 @@ stopped=$(awk -v a="$stop_start" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b
 result=$(producer "$T/producer-keys" "$DROVER" result "$id" --wait --timeout 10 2>&1)
 [ "$result" = "slept 2" ] || fail "the job in hand did not finish: $result"
 awk -v s="$stopped" 'BEGIN { exit !(s >= 1.0) }' || fail "the worker stopped after $stopped s, before its job could have finished"
-echo "ok - SIGTERM: the worker finished its 2 s job and exited 0 after ${stopped} s (grace ${grace} s)"
+echo "ok - SIGTERM: the worker finished its 2 s job (counted as running 1) and exited 0 after ${stopped} s (grace ${grace} s)"
