@@ -283,9 +283,13 @@ s_hello (peer_t *peer, drv_peer_kind_t kind, const char *queue1, const char *que
     msg.hello.queues = queues;
     msg.hello.queue_count = queue2? 2: queue1? 1: 0;
     msg.hello.credit = kind == DRV_PEER_WORKER? 10: 0;
+    uint64_t corr = msg.corr;
     s_send (peer, &msg, NULL, 0);
-    //  A heartbeat may come first on a re-hello
-    msg = s_recv (peer);
+    //  Skip what was on its way before the answer (a re-hello request for
+    //  a heartbeat of a session the broker has just dropped, a delivery)
+    do
+        msg = s_recv (peer);
+    while (msg.corr != corr);
     peer->welcomed = msg.cmd == DRV_CMD_WELCOME;
     return msg;
 }
