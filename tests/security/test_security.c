@@ -967,7 +967,7 @@ test_reload (zactor_t *broker)
     broker_reload (broker);
     msg = s_recv (&quiet_peer);
     CHECK (msg.cmd == DRV_CMD_ERROR && msg.error.code == DRV_CODE_REHELLO);
-    CHECK (drv_now_ms () - start < 500);
+    CHECK (drv_now_ms () - start < 2000);
     CHECK (s_logged ("reloading the allow-list", NULL));
     msg = s_hello (&quiet_peer, DRV_PEER_CLIENT, NULL, NULL);
     CHECK (msg.cmd == DRV_CMD_WELCOME);
@@ -1038,7 +1038,7 @@ test_revoke_race (void)
     drover_client_t *other = s_sdk_client (&s_producer2, &rc);
     CHECK (rc == 0);
     drv_msg_t msg;
-    bool told = s_recv_within (&peer, 2500, &msg);
+    bool told = s_recv_within (&peer, 4000, &msg);
     KEEP (told && msg.cmd == DRV_CMD_ERROR && msg.error.code == DRV_CODE_DENIED);
     printf ("reload: a removal noticed during another peer's handshake closes the session too\n");
 done:
@@ -1155,16 +1155,19 @@ test_revoke_subscriber (zactor_t *broker)
         heard = zmq_recv (sub, topic, sizeof topic, 0) > 0;
     }
     CHECK (heard);
+    //  Within a few seconds of the removal, updates stop reaching it
     s_revoke (&spy);
-    s_idle (1500);                  //  the periodic check has run
-    char drain [64];
-    while (zmq_recv (sub, drain, sizeof drain, 0) >= 0)
-        ;
-    s_state_set (&admin, "spied", "2");
-    heard = false;
-    for (int i = 0; i < 5 && !heard; i++)
-        heard = zmq_recv (sub, drain, sizeof drain, 0) >= 0;
-    KEEP (!heard);
+    uint64_t end = drv_now_ms () + 6000;
+    int silent = 0;
+    while (silent < 3 && drv_now_ms () < end) {
+        s_state_set (&admin, "spied", "2");
+        char drain [64];
+        heard = false;
+        while (zmq_recv (sub, drain, sizeof drain, 0) >= 0)
+            heard = true;           //  each wait is the 200 ms receive timeout
+        silent = heard? 0: silent + 1;
+    }
+    KEEP (silent == 3);
     printf ("reload: a removed key's state subscription ends\n");
 done:
     s_peer_close (&admin);
