@@ -102,3 +102,10 @@ else()
   add_test(NAME fuzz_codec_fields_corpus COMMAND fuzz_codec_fields_corpus)
   set_tests_properties(fuzz_codec_fields_corpus PROPERTIES TIMEOUT 60)
 endif()
+
+# Regression found by fuzz_broker: a session completing a barrier round it
+# was already waiting in (use after free under AddressSanitizer).
+add_executable(hostile_barrier_self ${CMAKE_CURRENT_LIST_DIR}/hostile/barrier_self.c)
+target_link_libraries(hostile_barrier_self PRIVATE drover_broker)
+add_test(NAME hostile_barrier_self COMMAND hostile_barrier_self)
+set_tests_properties(hostile_barrier_self PROPERTIES TIMEOUT 30)
