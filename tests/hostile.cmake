@@ -92,7 +92,7 @@ if(CMAKE_C_COMPILER_ID MATCHES "Clang")
     ${FUZZ_CODEC_SEEDS} ${FUZZ_FIELDS_CORPUS})
   set_tests_properties(fuzz_codec_fields_seeds PROPERTIES FIXTURES_REQUIRED fuzz_seeds
     FIXTURES_SETUP fuzz_fields_seeds TIMEOUT 30)
-  add_test(NAME fuzz_codec_fields COMMAND fuzz_codec_fields -max_total_time=15
+  add_test(NAME fuzz_codec_fields COMMAND fuzz_codec_fields -max_total_time=10
     -print_final_stats=1 ${FUZZ_FIELDS_CORPUS})
   set_tests_properties(fuzz_codec_fields PROPERTIES TIMEOUT 60 FIXTURES_REQUIRED fuzz_fields_seeds)
 else()
