@@ -1,26 +1,36 @@
 #!/usr/bin/env bash
-# Container check: builds the image from deploy/Dockerfile with podman, then
-# runs a small cluster of containers on a private podman network:
+# Container check: builds the image from deploy/Dockerfile with podman and
+# runs Drover in containers on a private podman network:
 #
-#   - a broker (droverd as PID 1, journal on a named volume, keys mounted
-#     read-only) and two worker containers (drover-worker --exec);
-#   - a producer container mapping a few hundred jobs over them, while one
-#     worker container is killed mid-run: every job must still come back
-#     with the right result;
+#   - the image itself: uid 10001, volume, ports, HEALTHCHECK, contents, and
+#     its default command starting a broker with no settings at all;
+#   - keys made by the image's own `drover keygen`;
+#   - a broker (droverd as PID 1, configured by DROVER_* variables, journal
+#     on a named volume, keys mounted read-only) and two worker containers
+#     (drover-worker --exec); a producer container maps a few hundred jobs
+#     over them while one worker container is killed: every job must still
+#     come back with the right result;
 #   - the image's HEALTHCHECK (`drover health`) in the broker container;
-#   - `podman stop` (SIGTERM) of a worker busy with jobs: it drains them and
-#     exits 0 well within the grace period;
-#   - `podman stop` of the broker and a start on the same volume: jobs
-#     accepted before are still there, and a worker using the example plugin
-#     runs them;
-#   - deploy/compose.yml is valid (docker-compose config -q).
+#   - `podman stop` (SIGTERM) of a worker busy with jobs: it finishes them
+#     and exits 0 within the grace period;
+#   - `podman stop` of the broker and a new container on the same volume:
+#     jobs accepted before are still there, and a worker using the example
+#     plugin runs them;
+#   - deploy/compose.yml: valid (docker-compose config -q), then run for real
+#     by docker-compose through podman's Docker-compatible API socket:
+#     `up --scale worker=2`, `run producer`, scale to 3, `down -v`.
+#
+# Each step is printed with its timing, then a summary line.
 #
 # Runs as root (CI is root; otherwise it re-runs itself with sudo). Installs
 # what it needs with apt-get. Everything lives in a temporary directory
 # (podman storage, configuration, networks, keys) and is removed on exit;
 # the only thing kept between runs is the Debian base root file system,
 # cached in $DROVER_CI_BASE_CACHE (default /var/tmp/drover-ci-base; set it
-# empty to disable).
+# empty to disable). Other knobs: DROVER_CI_JOBS (400), DROVER_CI_GRACE
+# (stop grace period, 30 s), DROVER_CI_STORAGE_DRIVER (overlay or vfs),
+# DROVER_CI_SAVE_IMAGE=FILE / DROVER_CI_IMAGE_TAR=FILE (keep the built image,
+# or test a saved one instead of building).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -195,7 +205,7 @@ if [ -n "$BASE_CACHE" ] && [ -s "$BASE_CACHE/$CACHED" ]; then
 else
     t=$(now_s)
     rootfs=$WORK/rootfs
-    debootstrap --variant=minbase bookworm "$rootfs" "$mirror" >"$WORK/debootstrap.log" 2>&1 \
+    timeout 900 debootstrap --variant=minbase bookworm "$rootfs" "$mirror" >"$WORK/debootstrap.log" 2>&1 \
         || { tail -20 "$WORK/debootstrap.log"; fail "debootstrap from $mirror"; }
     {
         echo "deb $mirror bookworm main"
@@ -240,7 +250,7 @@ if [ -n "${DROVER_CI_IMAGE_TAR:-}" ]; then
     build_s=$(since "$t")
     how="loaded from $DROVER_CI_IMAGE_TAR"
 else
-    podman build --pull=never --network=host --format docker -q -f "$ROOT/deploy/Dockerfile" \
+    timeout 1800 podman build --pull=never --network=host --format docker -q -f "$ROOT/deploy/Dockerfile" \
         -t "$IMAGE" "$ROOT" >"$WORK/build.log" 2>&1 \
         || { tail -40 "$WORK/build.log"; fail "podman build"; }
     build_s=$(since "$t")
@@ -509,7 +519,7 @@ export DOCKER_HOST=unix://$WORK/podman.sock COMPOSE_PROJECT_NAME=drvci$TAG
 export DROVER_IMAGE=$IMAGE DROVER_KEYS=$WORK/keys DROVER_PUBLISH=127.0.0.1
 export DROVER_PORT_PRODUCERS= DROVER_PORT_WORKERS= DROVER_PORT_STATE= DROVER_PORT_HTTP=
 dc () {
-    (cd "$ROOT/deploy" && docker-compose -f compose.yml "$@")
+    (cd "$ROOT/deploy" && timeout 180 docker-compose -f compose.yml "$@")
 }
 for _ in $(seq 50); do
     [ -S "$WORK/podman.sock" ] && break
