@@ -13,7 +13,7 @@
 #     container ports, autoscalers name their Deployment, referenced Secrets
 #     exist, the ServiceMonitor scrapes one Service, the adapter serves the
 #     HPA's external metric) and the pods' hardening;
-#  3. proves the checks bite: a dozen deliberately broken copies must each
+#  3. proves the checks bite: 13 deliberately broken copies must each
 #     fail, with the expected complaint;
 #  4. runs tests/deploy/systemd.sh on the built binaries, installing
 #     systemd first if systemd-analyze is missing.
@@ -223,6 +223,9 @@ mutate "probe on an undeclared port" base/broker-statefulset.yaml \
 mutate "misspelt probe field" base/broker-statefulset.yaml \
     's/^        livenessProbe:/        livenesProbe:/' \
     base 'unknown field "livenesProbe"' "${MISSING[@]}"
+mutate "misspelt grace period" base/worker-deployment.yaml \
+    's/terminationGracePeriodSeconds: 330/terminationGracePeriodSecond: 330/' \
+    base 'pod spec: unknown field "terminationGracePeriodSecond"' "${MISSING[@]}"
 mutate "HPA scaling a Deployment that does not exist" base/worker-hpa.yaml \
     '/scaleTargetRef:/,/name:/ s/name: drover-worker$/name: drover-workers/' \
     base "scaleTargetRef names Deployment/drover-workers" "${MISSING[@]}"

@@ -150,6 +150,19 @@ const KNOWN = {
                       'runAsUser', 'runAsGroup', 'runAsNonRoot', 'readOnlyRootFilesystem',
                       'allowPrivilegeEscalation', 'procMount', 'seccompProfile', 'appArmorProfile'],
     resources: ['limits', 'requests', 'claims'],
+    podSpec: ['activeDeadlineSeconds', 'affinity', 'automountServiceAccountToken', 'containers',
+              'dnsConfig', 'dnsPolicy', 'enableServiceLinks', 'ephemeralContainers', 'hostAliases',
+              'hostIPC', 'hostNetwork', 'hostPID', 'hostUsers', 'hostname', 'imagePullSecrets',
+              'initContainers', 'nodeName', 'nodeSelector', 'os', 'overhead', 'preemptionPolicy',
+              'priority', 'priorityClassName', 'readinessGates', 'resourceClaims', 'restartPolicy',
+              'runtimeClassName', 'schedulerName', 'schedulingGates', 'securityContext',
+              'serviceAccount', 'serviceAccountName', 'setHostnameAsFQDN', 'shareProcessNamespace',
+              'subdomain', 'terminationGracePeriodSeconds', 'tolerations',
+              'topologySpreadConstraints', 'volumes'],
+    podSecurityContext: ['fsGroup', 'fsGroupChangePolicy', 'runAsGroup', 'runAsNonRoot', 'runAsUser',
+                         'seLinuxOptions', 'seLinuxChangePolicy', 'seccompProfile',
+                         'supplementalGroups', 'supplementalGroupsPolicy', 'sysctls',
+                         'windowsOptions', 'appArmorProfile'],
 };
 
 function checkKnown (obj, what, value, kind) {
@@ -257,6 +270,12 @@ for (const w of workloads) {
                 if (!(spec.volumes || []).some ((v) => v.name === m.name))
                     problem (w, 'container ' + c.name + ' mounts ' + m.name + ', which is no volume');
     }
+
+    checkKnown (w, 'pod spec', spec, 'podSpec');
+    checkKnown (w, 'pod securityContext', spec.securityContext, 'podSecurityContext');
+    for (const host of ['hostNetwork', 'hostPID', 'hostIPC'])
+        if (spec [host])
+            problem (w, host + ' is on');
 
     //  ServiceAccount and its token
     const sa = spec.serviceAccountName;
