@@ -113,6 +113,11 @@ auth_reload (auth_t *self)
     }
     zhashx_t *keys = zhashx_new ();
     zhashx_set_destructor (keys, (zhashx_destructor_fn *) s_key_destroy);
+    //  Which file gave each key, and keys two files give different rights
+    zhashx_t *files = zhashx_new ();
+    zhashx_set_destructor (files, (zhashx_destructor_fn *) zstr_free);
+    zlist_t *conflicts = zlist_new ();
+    zlist_autofree (conflicts);
     struct dirent *entry;
     while ((entry = readdir (dir))) {
         if (entry->d_name [0] == '.')
@@ -148,18 +153,41 @@ auth_reload (auth_t *self)
         if (bad)
             drv_log (DRV_LOG_WARN, "auth", "%s in %s: key ignored", why, path);
         else {
-            auth_key_t *key = (auth_key_t *) calloc (1, sizeof (auth_key_t));
-            if (key) {
-                key->role = strdup (role);
-                key->queues = list;
-                list = NULL;
-                zhashx_update (keys, zcert_public_txt (cert), key);
+            const char *public_key = zcert_public_txt (cert);
+            const auth_key_t *earlier = (const auth_key_t *) zhashx_lookup (keys, public_key);
+            if (earlier) {
+                //  The same key twice: fine if the rights agree, else the
+                //  key is refused rather than given whichever came last
+                bool same = streq (earlier->role, role)
+                         && ((!earlier->queues && !list)
+                             || (earlier->queues && list && streq (earlier->queues, list)));
+                if (!same) {
+                    drv_log (DRV_LOG_WARN, "auth", "key %s is in %s and in %s with different "
+                             "rights: refused until one is removed", public_key,
+                             (const char *) zhashx_lookup (files, public_key), path);
+                    zlist_append (conflicts, (void *) public_key);
+                }
+            }
+            else {
+                auth_key_t *key = (auth_key_t *) calloc (1, sizeof (auth_key_t));
+                if (key) {
+                    key->role = strdup (role);
+                    key->queues = list;
+                    list = NULL;
+                    zhashx_update (keys, public_key, key);
+                    zhashx_update (files, public_key, strdup (path));
+                }
             }
         }
         free (list);
         zcert_destroy (&cert);
     }
     closedir (dir);
+    for (const char *key = (const char *) zlist_first (conflicts); key;
+         key = (const char *) zlist_next (conflicts))
+        zhashx_delete (keys, key);
+    zlist_destroy (&conflicts);
+    zhashx_destroy (&files);
     bool removed = false;
     if (self->keys)
         for (void *old = zhashx_first (self->keys); old && !removed; old = zhashx_next (self->keys))

@@ -141,6 +141,7 @@ struct _drover_client_t {
     request_t *req_head;            //  requests waiting for the I/O thread
     request_t *req_tail;            //  last of them
     bool closing;                   //  destroy has begun
+    atomic_int revoked;             //  DROVER_EDENIED once the broker revoked our key
     int connect_result;             //  -1 while connecting, else the outcome
     char connect_why [256];         //  why connecting failed
     char **queues;                  //  interned queue names
@@ -1091,6 +1092,8 @@ s_on_welcome (drover_client_t *self, drv_msg_t *msg)
     memcpy (self->broker_id, msg->welcome.broker_id, DRV_ID_SIZE);
 }
 
+static void s_fail_all (drover_client_t *self, int err, const char *why);
+
 static void
 s_on_error (drover_client_t *self, drv_msg_t *msg)
 {
@@ -1110,6 +1113,15 @@ s_on_error (drover_client_t *self, drv_msg_t *msg)
                  drv_code_name (code), msg->error.message);
         int err = code == DRV_CODE_DENIED? DROVER_EDENIED: DROVER_EPROTO;
         s_connect_done (self, err, msg->error.message);
+        return;
+    }
+    if (code == DRV_CODE_DENIED && !msg->corr) {
+        //  Not an answer: the broker closed our session because our key
+        //  was removed. Nothing more will be served; say so to everyone
+        drv_log (DRV_LOG_ERROR, s_component, "broker revoked our key: %s", msg->error.message);
+        atomic_store (&self->revoked, DROVER_EDENIED);
+        self->welcomed = false;
+        s_fail_all (self, DROVER_EDENIED, msg->error.message);
         return;
     }
     int err = drv_code_to_err (code);
@@ -1160,9 +1172,10 @@ s_on_submit_ack (drover_client_t *self, drv_msg_t *msg)
             s_future_accept (f, 0);
         }
         else {
+            //  The reason first: a waiter woken by the accept reads it
             int err = drv_code_to_err (ack->code);
-            s_future_accept (f, err);
             s_finish (self, f, err, ack->message, 0, NULL, false, false);
+            s_future_accept (f, err);
         }
     }
 }
@@ -1333,9 +1346,10 @@ s_collect_all (const uint8_t *id, void *value, void *arg)
         *(*cursor)++ = f;
 }
 
-//  On the way out: everything unresolved ends with DROVER_ECLOSED.
+//  Everything unresolved ends with err: DROVER_ECLOSED on the way out,
+//  DROVER_EDENIED when the broker revoked our key.
 static void
-s_close_all (drover_client_t *self)
+s_fail_all (drover_client_t *self, int err, const char *why)
 {
     s_take_queue (self);
     size_t total = 0;
@@ -1345,12 +1359,18 @@ s_close_all (drover_client_t *self)
         drover_future_t **cursor = all;
         drv_idmap_each (self->map, s_collect_all, &cursor);
         for (size_t i = 0; i < total; i++)
-            s_finish (self, all [i], DROVER_ECLOSED, "the client was closed", 0, NULL, false, false);
+            s_finish (self, all [i], err, why, 0, NULL, false, false);
         free (all);
     }
     self->fetch_head = self->fetch_tail = NULL;
     while (self->pending)
-        s_request_done (self, self->pending, DROVER_ECLOSED);
+        s_request_done (self, self->pending, err);
+}
+
+static void
+s_close_all (drover_client_t *self)
+{
+    s_fail_all (self, DROVER_ECLOSED, "the client was closed");
 }
 
 //  Milliseconds until the next timer, or -1 for none.
@@ -1618,9 +1638,9 @@ static int
 s_enqueue (drover_client_t *self, const char *queue, drover_future_t *first, drover_future_t *last)
 {
     pthread_mutex_lock (&self->lock);
-    if (self->closing) {
+    if (self->closing || atomic_load (&self->revoked)) {
         pthread_mutex_unlock (&self->lock);
-        return DROVER_ECLOSED;
+        return self->closing? DROVER_ECLOSED: DROVER_EDENIED;
     }
     if (queue) {
         const char *interned = s_queue_intern (self, queue);
@@ -1732,10 +1752,10 @@ static int
 s_request_run (drover_client_t *self, request_t *req, int timeout_ms)
 {
     pthread_mutex_lock (&self->lock);
-    if (self->closing) {
+    if (self->closing || atomic_load (&self->revoked)) {
         req->refs = 1;
         pthread_mutex_unlock (&self->lock);
-        return DROVER_ECLOSED;
+        return self->closing? DROVER_ECLOSED: DROVER_EDENIED;
     }
     req->refs = 2;
     bool was_empty = !self->queue_head && !self->req_head;

@@ -112,6 +112,7 @@ struct _drover_worker_t {
     bool bye_sent;                  //  Bye is out on this session
     bool bye_received;              //  broker answered Bye: no more jobs
     int connect_result;             //  first connection: -1 pending, else outcome
+    int revoked;                    //  DROVER_EDENIED once the broker revoked our key
     uint64_t corr;                  //  last correlation number used
     uint64_t hello_corr;            //  corr of the outstanding Hello
     uint64_t bye_corr;              //  corr of our Bye
@@ -851,7 +852,18 @@ s_on_error (drover_worker_t *self, drv_msg_t *msg)
         drv_log (DRV_LOG_ERROR, s_component, "broker refused hello: %s %s",
                  drv_code_name (msg->error.code), msg->error.message);
         if (!self->ever_welcomed)
-            self->connect_result = msg->error.code == DRV_CODE_DENIED? DROVER_EDENIED: DROVER_EPROTO;
+            self->connect_result = drv_code_to_err (msg->error.code);
+        else
+        if (msg->error.code == DRV_CODE_DENIED)
+            self->revoked = DROVER_EDENIED;     //  our key no longer admitted
+        return;
+    }
+    if (msg->error.code == DRV_CODE_DENIED && !msg->corr) {
+        //  The broker closed our session: our key was removed from its
+        //  allow-list. Serving is over; the caller hears why
+        drv_log (DRV_LOG_ERROR, s_component, "broker revoked our key: %s", msg->error.message);
+        self->revoked = DROVER_EDENIED;
+        self->welcomed = false;
         return;
     }
     drv_log (DRV_LOG_WARN, s_component, "broker error %s: %s",
@@ -979,6 +991,8 @@ s_serve (drover_worker_t *self)
             self->last_recv = now;
             s_handle (self, now);
         }
+        if (self->revoked)
+            return self->revoked;
         if (!self->ever_welcomed) {
             if (self->connect_result > 0)
                 return self->connect_result;
@@ -1049,6 +1063,7 @@ drover_worker_run (drover_worker_t *worker)
     self->shutdown = false;
     self->welcomed = self->ever_welcomed = self->draining = false;
     self->bye_sent = self->bye_received = false;
+    self->revoked = 0;
     self->next_deadline = 0;
     if (!self->ctx || !self->rx || !self->tx)
         rc = DROVER_ENOMEM;
