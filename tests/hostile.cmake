@@ -109,3 +109,9 @@ add_executable(hostile_barrier_self ${CMAKE_CURRENT_LIST_DIR}/hostile/barrier_se
 target_link_libraries(hostile_barrier_self PRIVATE drover_broker)
 add_test(NAME hostile_barrier_self COMMAND hostile_barrier_self)
 set_tests_properties(hostile_barrier_self PROPERTIES TIMEOUT 30)
+
+# Regression found by fuzz_broker: a Submit with no job (undefined behaviour).
+add_executable(hostile_empty_submit ${CMAKE_CURRENT_LIST_DIR}/hostile/empty_submit.c)
+target_link_libraries(hostile_empty_submit PRIVATE drover_broker)
+add_test(NAME hostile_empty_submit COMMAND hostile_empty_submit)
+set_tests_properties(hostile_empty_submit PROPERTIES TIMEOUT 30)
