@@ -1016,6 +1016,10 @@ s_check_spec (broker_t *self, peer_t *client, const drv_jobspec_t *spec, size_t 
 static void
 s_on_submit (broker_t *self, peer_t *client, drv_msg_t *msg)
 {
+    if (msg->count == 0) {
+        s_error (self, self->producers, msg->corr, DRV_CODE_BAD_REQUEST, "Submit lists no job");
+        return;
+    }
     //  Acks wait for the turn's commit: a job is promised only once stored
     if (GROW (self->replies, self->reply_count, self->reply_cap)) {
         s_error (self, self->producers, msg->corr, DRV_CODE_LIMIT, "out of memory");
