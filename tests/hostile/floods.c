@@ -217,6 +217,33 @@ s_http_status (const char *path, int timeout_ms)
     return status;
 }
 
+//  A counter from /metrics ("name value" line), or -1.
+static double
+s_metric (const char *name)
+{
+    int fd = s_tcp_connect (hh.metrics_port);
+    if (fd < 0)
+        return -1;
+    struct timeval tv = {5, 0};
+    setsockopt (fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    static const char request [] =
+        "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
+    static char body [1 << 20];
+    size_t size = 0;
+    if (send (fd, request, sizeof request - 1, MSG_NOSIGNAL) == (ssize_t) sizeof request - 1) {
+        ssize_t got;
+        while (size < sizeof body - 1
+               && (got = recv (fd, body + size, sizeof body - 1 - size, 0)) > 0)
+            size += (size_t) got;
+    }
+    close (fd);
+    body [size] = 0;
+    char pattern [128];
+    snprintf (pattern, sizeof pattern, "\n%s ", name);
+    const char *at = strstr (body, pattern);
+    return at? atof (at + strlen (pattern)): -1;
+}
+
 //  Honest peers ---------------------------------------------------------------
 
 static int
@@ -390,9 +417,11 @@ main (int argc, char *argv [])
 
     //  The metrics endpoint answers beside the idle connections
     int health_after = -1, metrics_after = -1;
+    double refused_metric = -1;
     if (hh.metrics_port) {
         health_after = s_http_status ("/healthz", 5000);
         metrics_after = s_http_status ("/metrics", 5000);
+        refused_metric = s_metric ("drover_auth_refused_total");
         for (int i = 0; i < idle_count; i++)
             close (idle [i]);
     }
@@ -439,6 +468,15 @@ main (int argc, char *argv [])
         HH_CHECK (health_after == health_before && metrics_after == 200,
                   "the metrics endpoint stopped answering (healthz %d, metrics %d)",
                   health_after, metrics_after);
+        //  Each unknown key that finished its handshake was counted (some
+        //  are closed before they get that far)
+        printf ("drover_auth_refused_total %.0f for %lu connections with an unknown key\n",
+                refused_metric, atomic_load (&s_wrong_key));
+        if (refused_metric >= 0)
+            HH_CHECK (refused_metric >= 0.25 * (double) atomic_load (&s_wrong_key)
+                      && refused_metric <= (double) atomic_load (&s_wrong_key)
+                                           + (double) atomic_load (&s_no_curve),
+                      "drover_auth_refused_total is %.0f", refused_metric);
     }
     HH_CHECK (flooded.rounds >= 3, "only %d honest rounds under the floods", flooded.rounds);
     HH_CHECK (bad >= 500, "the floods made only %lu connections", bad);
