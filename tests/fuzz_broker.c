@@ -217,8 +217,9 @@ s_monitor_check (void)
 {
     drv_msg_t msg;
     s_probe (s.monitor, &msg);
-    CHECK (msg.cmd == DRV_CMD_STATS_REPLY, "the monitoring client got %s, not STATS_REPLY",
-           drv_cmd_name (msg.cmd));
+    CHECK (msg.cmd == DRV_CMD_STATS_REPLY, "the monitoring client got %s (%s: %s), not STATS_REPLY",
+           drv_cmd_name (msg.cmd), msg.cmd == DRV_CMD_ERROR? drv_code_name (msg.error.code): "",
+           msg.cmd == DRV_CMD_ERROR? msg.error.message: "");
     s.next_check = drv_now_ms () + 200;
 }
 
