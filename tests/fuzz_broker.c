@@ -217,6 +217,14 @@ s_monitor_check (void)
 {
     drv_msg_t msg;
     s_probe (s.monitor, &msg);
+    if (msg.cmd == DRV_CMD_ERROR && msg.error.code == DRV_CODE_REHELLO) {
+        //  Dropped for silence while the fuzzer itself paused (three
+        //  heartbeats): the broker is right; greet it again
+        uint8_t session [DRV_ID_SIZE];
+        drv_random_id (session);
+        s_hello (s.monitor, 0, session);
+        s_probe (s.monitor, &msg);
+    }
     CHECK (msg.cmd == DRV_CMD_STATS_REPLY, "the monitoring client got %s (%s: %s), not STATS_REPLY",
            drv_cmd_name (msg.cmd), msg.cmd == DRV_CMD_ERROR? drv_code_name (msg.error.code): "",
            msg.cmd == DRV_CMD_ERROR? msg.error.message: "");
