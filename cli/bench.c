@@ -1655,13 +1655,13 @@ s_report_text (bench_t *self)
     if (self->durable.run)
         s_report_text_mode (self, &self->durable);
     if (s_durable_ratio (self) >= 0)
-        printf ("  %-44s %10.2f x        (issue target: >= 0.33)\n", "durable / in memory",
+        printf ("  %-44s %10.2f x        (target: >= 0.33)\n", "durable / in memory",
                 s_durable_ratio (self));
     if (self->raw_jobs_per_s > 0) {
         printf ("  %-44s %10.0f jobs/s   (window %d, batch 1, %s)\n", "raw floor, same settings",
                 self->raw_jobs_per_s, RAW_WINDOW, security);
         if (primary->jobs_per_s > 0)
-            printf ("  %-44s %10.2f x        (issue target: >= 0.50)\n",
+            printf ("  %-44s %10.2f x        (target: >= 0.50)\n",
                     primary->durable? "drover durable / raw floor": "drover in memory / raw floor",
                     primary->jobs_per_s / self->raw_jobs_per_s);
     }
