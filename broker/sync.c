@@ -436,6 +436,10 @@ sync_request (sync_t *self, const uint8_t *session, uint64_t corr,
         self->deliver (self->arg, session, corr, DRV_CODE_LIMIT, "broker out of memory", 0, 0);
         return;
     }
+    //  Whatever this request releases (a barrier round it completes, say)
+    //  may end the session's own waits: keep its record until the end
+    bool was_pinned = sess->pinned;
+    sess->pinned = true;
     kind_t kind = s_kind_of (op);
     sync_prim_t *prim = s_prim_find (self, kind, request->name);
     //  Only requests that may leave something behind create a primitive
@@ -445,6 +449,7 @@ sync_request (sync_t *self, const uint8_t *session, uint64_t corr,
     if (!prim && op == DRV_SYNC_SEM_ACQUIRE && request->count == 0) {
         s_reply (self, sess, corr, DRV_CODE_BAD_REQUEST,
                  "a new semaphore needs count (initial permits) > 0", 0, 0);
+        sess->pinned = was_pinned;
         s_sess_maybe_free (self, sess);
         return;
     }
@@ -453,6 +458,7 @@ sync_request (sync_t *self, const uint8_t *session, uint64_t corr,
         prim = s_prim_new (self, kind, request->name, &why);
         if (!prim) {
             s_reply (self, sess, corr, DRV_CODE_LIMIT, why, 0, 0);
+            sess->pinned = was_pinned;
             s_sess_maybe_free (self, sess);
             return;
         }
@@ -562,6 +568,7 @@ sync_request (sync_t *self, const uint8_t *session, uint64_t corr,
     }
     if (prim)
         s_prim_maybe_free (self, prim);
+    sess->pinned = was_pinned;
     s_sess_maybe_free (self, sess);
 }
 
