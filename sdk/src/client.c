@@ -264,6 +264,9 @@ s_future_resolve (drover_future_t *self, int err, const char *error, uint32_t at
     self->resolved = true;
     self->err = err;
     self->attempts = attempts;
+    if (self->error)
+        ;                       //  a refusal's reason, set when it was refused
+    else
     if (error && *error)
         self->error = strdup (error);
     else
@@ -290,15 +293,23 @@ s_future_resolve (drover_future_t *self, int err, const char *error, uint32_t at
 }
 
 static void
-s_future_accept (drover_future_t *self, int accept_err)
+s_future_accept_why (drover_future_t *self, int accept_err, const char *why)
 {
     pthread_mutex_lock (&self->lock);
     if (!self->acked) {
         self->acked = true;
         self->accept_err = accept_err;
+        if (accept_err && why && *why && !self->error)
+            self->error = strdup (why);
         pthread_cond_broadcast (&self->cond);
     }
     pthread_mutex_unlock (&self->lock);
+}
+
+static void
+s_future_accept (drover_future_t *self, int accept_err)
+{
+    s_future_accept_why (self, accept_err, NULL);
 }
 
 //  Unacked list -----------------------------------------------------------
@@ -1172,10 +1183,11 @@ s_on_submit_ack (drover_client_t *self, drv_msg_t *msg)
             s_future_accept (f, 0);
         }
         else {
-            //  The reason first: a waiter woken by the accept reads it
+            //  The refusal's reason goes with the accept, so a waiter it
+            //  wakes reads the broker's words, not a generic text
             int err = drv_code_to_err (ack->code);
+            s_future_accept_why (f, err, ack->message);
             s_finish (self, f, err, ack->message, 0, NULL, false, false);
-            s_future_accept (f, err);
         }
     }
 }
