@@ -206,7 +206,7 @@ section=$TMP/section.md
     if [ "$ratio" != null ]; then
         if awk -v r="$ratio" 'BEGIN { exit !(r >= 0.5) }'; then verdict="met"; else verdict="NOT met"; fi
     fi
-    echo "Issue target (Drover's pipelined throughput at least half the raw floor,"
+    echo "Target (Drover's pipelined throughput at least half the raw floor,"
     echo "CURVE, same settings): **$verdict** (median ratio $(fmt %.2f "$ratio"))."
     echo
     echo "Durable broker (\`--durability fsync\`: journal, one fdatasync per loop turn)"
@@ -227,7 +227,7 @@ section=$TMP/section.md
     if [ "$dratio" != null ]; then
         if awk -v r="$dratio" 'BEGIN { exit !(r >= 1 / 3) }'; then dverdict="met"; else dverdict="NOT met"; fi
     fi
-    echo "Issue target (durable throughput at least a third of in-memory, thanks to"
+    echo "Target (durable throughput at least a third of in-memory, thanks to"
     echo "group commit): **$dverdict** (median ratio $(fmt %.2f "$dratio"))."
     echo
     echo "Journal size: $JOURNAL_JOBS jobs through a fresh durable broker with"
