@@ -64,7 +64,8 @@ foreach(t hostile_peers floods)
   target_link_libraries(${t} PRIVATE drover_static PkgConfig::ZMQ PkgConfig::CZMQ
     PkgConfig::PROTOBUFC PkgConfig::SODIUM Threads::Threads)
   add_test(NAME ${t} COMMAND ${t} $<TARGET_FILE:droverd>)
-  set_tests_properties(${t} PROPERTIES TIMEOUT 120)
+  set_tests_properties(${t} PROPERTIES TIMEOUT 120
+    ENVIRONMENT "LSAN_OPTIONS=suppressions=${CMAKE_CURRENT_LIST_DIR}/hostile/lsan-attackers.supp")
 endforeach()
 
 # Regression found by fuzz_broker: a purged dead letter's timer.
