@@ -50,6 +50,7 @@ struct _peer_t {
     char role [16];                 //  role of its key
     char key [41];                  //  Z85 public key ("" when insecure)
     char *allowed;                  //  queues its key is limited to (comma list), NULL = all
+    submitter_t *submitter;         //  client: the record of its key (kept for the broker's life)
     uint64_t joined_wall;           //  Unix ms of its Hello
     double costly_tokens;           //  costly requests it may still make now
     uint64_t costly_at;             //  monotonic ms of the last refill
@@ -1080,7 +1081,9 @@ s_on_submit (broker_t *self, peer_t *client, drv_msg_t *msg)
             ack->message = "broker cannot store jobs now (journal write failed); retry later";
             continue;
         }
-        submitter_t *submitter = s_submitter (self, *client->key? client->key: "");
+        if (!client->submitter)
+            client->submitter = s_submitter (self, client->key);
+        submitter_t *submitter = client->submitter;
         if (submitter && self->cfg.max_inflight
         &&  submitter->unfinished >= self->cfg.max_inflight) {
             s_warn (self, "key %s has %u unfinished jobs (max_inflight): job refused",
