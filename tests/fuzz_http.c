@@ -110,7 +110,7 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
     size_t sent = 0;
     static char reply [65536];
     size_t got = 0;
-    bool closed = false;
+    bool closed = false, reset = false;
     //  Drive both ends: write the input, let the server read and answer,
     //  collect the reply until the server closes the connection
     for (int round = 0; round < 2000 && !closed; round++) {
@@ -126,7 +126,11 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
         while (poll (&pfd, 1, 0) > 0) {
             ssize_t n = recv (fd, reply + got, sizeof reply - 1 - got, MSG_DONTWAIT);
             if (n <= 0) {
-                closed = n == 0 || errno == ECONNRESET;
+                //  A reset (the server closed with input of ours still
+                //  unread, as after a 431) may discard reply bytes in
+                //  flight: such a reply is not judged
+                reset = n < 0 && errno == ECONNRESET;
+                closed = n == 0 || reset;
                 break;
             }
             got += (size_t) n;
@@ -142,7 +146,8 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
     close (fd);
     if (!closed)
         s_fail ("the server neither answered nor closed the connection", reply, got);
-    s_check_reply (reply, got);
+    if (!reset)
+        s_check_reply (reply, got);
     //  Let the server see the client go before the next input
     for (int i = 0; i < 5; i++) {
         zmq_pollitem_t item = {zsock_resolve (http_socket (s_http)), 0, ZMQ_POLLIN, 0};
