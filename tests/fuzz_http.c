@@ -100,8 +100,8 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
     address.sin_addr.s_addr = htonl (INADDR_LOOPBACK);
     //  Closed with a reset, not a FIN: thousands of inputs a second would
     //  otherwise use up the ephemeral ports in TIME_WAIT
-    struct linger reset = {1, 0};
-    if (fd < 0 || setsockopt (fd, SOL_SOCKET, SO_LINGER, &reset, sizeof reset)
+    struct linger hard_close = {1, 0};
+    if (fd < 0 || setsockopt (fd, SOL_SOCKET, SO_LINGER, &hard_close, sizeof hard_close)
     ||  connect (fd, (struct sockaddr *) &address, sizeof address)) {
         char why [64];
         snprintf (why, sizeof why, "cannot connect: %s", strerror (errno));
