@@ -15,23 +15,10 @@
 int
 main (void)
 {
-    zsys_init ();
-    zsys_set_logstream (NULL);
-    drv_log_setup (DRV_LOG_ERROR, false);
-    s_codec = drv_codec_new ();
-    drv_frames_init (&s_frames);
     broker_config_t config;
-    broker_config_defaults (&config);
-    config.producers = "tcp://127.0.0.1:*";
-    config.workers = "tcp://127.0.0.1:*";
-    config.state = "tcp://127.0.0.1:*";
-    config.metrics = NULL;
-    config.insecure = true;
-    config.in_memory = true;
-    zactor_t *broker = broker_start (&config);
-    CHECK (broker, "broker did not start");
+    s_test_config (&config);
     char *producers, *workers;
-    CHECK (broker_endpoints (broker, &producers, &workers) == 0, "endpoints");
+    zactor_t *broker = s_test_broker (&config, &producers, &workers);
     void *ctx = zmq_ctx_new ();
     void *client = s_peer (ctx, producers, DRV_PEER_CLIENT);
 

@@ -80,4 +80,33 @@ s_peer (void *ctx, const char *endpoint, drv_peer_kind_t kind)
     return socket;
 }
 
+//  Sets up logging, the codec and a broker config for an in-process broker
+//  on loopback (plaintext, in memory, no HTTP); the caller adjusts it.
+static void
+s_test_config (broker_config_t *config)
+{
+    zsys_init ();
+    zsys_set_logstream (NULL);
+    drv_log_setup (DRV_LOG_ERROR, false);
+    s_codec = drv_codec_new ();
+    drv_frames_init (&s_frames);
+    broker_config_defaults (config);
+    config->producers = "tcp://127.0.0.1:*";
+    config->workers = "tcp://127.0.0.1:*";
+    config->state = "tcp://127.0.0.1:*";
+    config->metrics = NULL;
+    config->insecure = true;
+    config->in_memory = true;
+}
+
+//  Starts the broker; its endpoints go to producers and workers (zstr_free).
+static zactor_t *
+s_test_broker (broker_config_t *config, char **producers, char **workers)
+{
+    zactor_t *broker = broker_start (config);
+    CHECK (broker, "broker did not start");
+    CHECK (broker_endpoints (broker, producers, workers) == 0, "endpoints");
+    return broker;
+}
+
 #endif
