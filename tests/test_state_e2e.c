@@ -122,6 +122,23 @@ s_wait_seq (drover_replica_t *replica, const char *ns, uint64_t seq)
     CHECK (drover_replica_seq (replica, ns) == seq);
 }
 
+//  Waits (bounded) until the recorder holds at least count changes. A
+//  replica's sequence moves before its watchers are told, so a caller that
+//  saw the sequence must also wait for the callback before reading counts.
+static void
+s_wait_recorded (recorder_t *rec, size_t count)
+{
+    uint64_t until = s_now_ms () + TIMEOUT;
+    while (s_now_ms () < until) {
+        pthread_mutex_lock (&rec->lock);
+        size_t have = rec->count;
+        pthread_mutex_unlock (&rec->lock);
+        if (have >= count)
+            return;
+        usleep (5000);
+    }
+}
+
 //  Checks that the replica holds exactly what the broker lists for ns
 //  (keys named by fmt % i, i < nkeys).
 static void
@@ -181,6 +198,7 @@ test_same_order (void)
     CHECK (drover_state_set (s_client, ns, "key00", "warm-up", 7, NULL, TIMEOUT) == 0);
     for (int r = 0; r < 2; r++) {
         s_wait_seq (rec [r].replica, ns, 1);
+        s_wait_recorded (&rec [r], 1);
         pthread_mutex_lock (&rec [r].lock);
         rec [r].count = 0;
         pthread_mutex_unlock (&rec [r].lock);
@@ -209,8 +227,10 @@ test_same_order (void)
         snprintf (expect [changes].key, sizeof expect [changes].key, "%s", key);
         changes++;
     }
-    for (int r = 0; r < 2; r++)
+    for (int r = 0; r < 2; r++) {
         s_wait_seq (rec [r].replica, ns, changes + 1);
+        s_wait_recorded (&rec [r], changes);
+    }
     for (int r = 0; r < 2; r++) {
         pthread_mutex_lock (&rec [r].lock);
         CHECK (rec [r].count == changes);
@@ -423,7 +443,12 @@ test_gap (void)
         usleep (10000);
     CHECK (drover_replica_seq (gap.replica, ns) == TOTAL);
     s_check_same (gap.replica, ns, "k%03d", 101);
-    CHECK (atomic_load (&gap.jumps) >= 1);      //  it resnapshotted
+    //  It resnapshotted (watchers hear of a snapshot just after its seq
+    //  shows, so give the last one a moment)
+    until = s_now_ms () + TIMEOUT;
+    while (atomic_load (&gap.jumps) == 0 && s_now_ms () < until)
+        usleep (5000);
+    CHECK (atomic_load (&gap.jumps) >= 1);
     printf ("  %d SETs in %llu ms, %d connection cut(s), %llu callbacks "
             "(updates lost), %llu seq jump(s) from resnapshots\n",
             TOTAL, (unsigned long long) burst_ms, cuts,
