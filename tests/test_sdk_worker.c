@@ -246,6 +246,9 @@ main (void)
     pthread_kill (thread, SIGUSR1);
     pthread_join (thread, NULL);
     assert (s_run_rc == 0);
+    //  run() returns once the reports are handed to the socket (which
+    //  lingers them out); the fake broker's thread may still be reading them
+    WAIT_FOR (FB_GET (fb, results) == before + 4, 3000);
     assert (FB_GET (fb, results) == before + 4);
     assert (FB_GET (fb, byes) == 1);
     pthread_mutex_lock (&fb->lock);
