@@ -61,6 +61,9 @@ s_broker (const char *dir)
     config.in_memory = dir == NULL;
     config.data_dir = dir;
     config.io = &s_faulty_io;
+    //  No sequence beacons (sent once a heartbeat) inside the checked
+    //  update streams, and raw peers that never heartbeat stay known
+    config.heartbeat_ms = 60000;
     broker_t broker;
     broker.actor = broker_start (&config);
     CHECK (broker.actor);

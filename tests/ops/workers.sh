@@ -21,9 +21,10 @@ expect_eq "$(wc -l < "$T/out")" 1 "lines with no worker"
 head -1 "$T/out" | grep -Eq '^NAME +KEY +QUEUES +CREDIT +INFLIGHT +CONNECTED +IDLE$' \
     || fail "workers header: $(head -1 "$T/out")"
 
-# One worker process serving two queues, each job taking a while.
+# One worker process serving two queues; each job holds until the test
+# lets it go (so both stay in flight however slow the machine is).
 start_workers worker "slow,other" 0 --name opsworker --concurrency 2 --prefetch 1 \
-    --exec 'sleep 1; cat'
+    --exec "while [ ! -e '$T/release' ]; do sleep 0.05; done; cat"
 listed () {
     "$DROVER" workers > "$T/out" 2>"$T/err" && grep -q '^opsworker ' "$T/out"
 }
@@ -55,6 +56,7 @@ assert w["queues"] == ["slow", "other"] and w["inflight"] == 2 and w["credit"] =
 assert w["role"] == "worker" and w["connected_ms"] > 0, w
 PY
 pass "busy worker: 2 in flight, credit 1"
+touch "$T/release"
 
 "$DROVER" result --wait --timeout 20 "$ID1" "$ID2" > "$T/out" || fail "results"
 "$DROVER" status "$ID1" > "$T/out" || fail "status"
