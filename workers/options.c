@@ -27,6 +27,7 @@ typedef struct {
     int log_level;              //  index into s_log_levels
     int log_format;             //  index into s_log_formats
     const char *config_file;    //  --config, read by the loader itself
+    int connect_timeout;        //  --connect-timeout, seconds
 } s_extra_t;
 
 static s_extra_t s_extra;
@@ -80,6 +81,10 @@ options_parse (options_t *self, int argc, char *argv [], char *why, size_t why_s
           .arg = "PATH", .help = "our secret certificate" },
         { .name = "insecure", .type = DRV_CONF_BOOL, .target = &self->connect.insecure,
           .help = "plaintext, for a broker run with --insecure" },
+        { .name = "connect-timeout", .type = DRV_CONF_INT, .target = &s_extra.connect_timeout,
+          .value = "5", .min = 1, .max = 3600, .arg = "SECONDS",
+          .help = "give up (exit 3) when the first connection and\n"
+                  "handshake take longer" },
         { .name = "queue", .letter = 'q', .type = DRV_CONF_LIST, .target = &s_extra.queues,
           .arg = "NAME", .help = "queue to serve; repeat (or separate with commas) for\n"
                                  "several, all with the same handler" },
@@ -126,6 +131,7 @@ options_parse (options_t *self, int argc, char *argv [], char *why, size_t why_s
     }
     if (drv_conf_load (self->conf, argc, argv, why, why_size))
         return -1;
+    self->connect.timeout_ms = s_extra.connect_timeout * 1000;
     self->queues = s_extra.queues.items;
     self->queue_count = s_extra.queues.count;
     self->log_level = (drv_log_level_t) s_extra.log_level;

@@ -30,10 +30,15 @@ start_workers crash-w crash 2 \
     --exec "p=\$(cat); echo \"\$DROVER_JOB_ID \$p\" >> $runs; printf %s \"\$p\""
 
 # The producer: 3000 lines, fed at about 700 a second so the kills land
-# while it submits. --each-line prints ids in input order once accepted.
+# while it submits; the last 100 wait until the third restart, so the
+# producer is still at work then however slow the restarts are.
+# --each-line prints ids in input order once accepted.
 seq 1 3000 | sed 's/^/job-/' > "$T/inputs"
-awk '{ print; fflush () } NR % 100 == 0 { system ("sleep 0.15") }' "$T/inputs" \
-    | "$DROVER" submit -q crash --each-line --no-wait > "$T/ids" 2> "$T/producer.err" &
+{
+    head -n 2900 "$T/inputs" | awk '{ print; fflush () } NR % 100 == 0 { system ("sleep 0.15") }'
+    until [ -e "$T/fed" ]; do sleep 0.1; done
+    tail -n 100 "$T/inputs"
+} | "$DROVER" submit -q crash --each-line --no-wait > "$T/ids" 2> "$T/producer.err" &
 producer=$!
 PIDS+=("$producer")
 
@@ -50,7 +55,8 @@ for round in 1 2 3; do
     restart_broker "broker-r$round" --heartbeat 200
     grep -q "journal replayed" "$T/broker-r$round.log" || fail "restart $round did not replay"
 done
-kill -0 "$producer" 2>/dev/null || fail "the producer ended before the last kill; feed it slower"
+kill -0 "$producer" 2>/dev/null || fail "the producer ended before the last kill"
+touch "$T/fed"
 
 # Bounded wait for the producer
 end=$((SECONDS + 60))
@@ -92,14 +98,14 @@ starters=()
 for round in 1 2 3; do
     clients=()
     for i in $(seq 1 20); do
-        "$DROVER" stats --timeout 10 >/dev/null 2>"$T/client-$round-$i.err" &
+        "$DROVER" stats --timeout 10 --connect-timeout 20 >/dev/null 2>"$T/client-$round-$i.err" &
         clients+=("$!")
         PIDS+=("$!")
     done
     for i in 1 2 3 4; do
         "$DROVER_WORKER" --broker "$WORKERS" --server-key "$T/keys/server" \
             --cert "$T/keys/worker_secret" --queue starting --processes 0 \
-            --name "starter-$round-$i" --exec cat >"$T/starter-$round-$i.log" 2>&1 &
+            --name "starter-$round-$i" --connect-timeout 20 --exec cat >"$T/starter-$round-$i.log" 2>&1 &
         starters+=("$!")
         PIDS+=("$!")
     done
@@ -132,6 +138,11 @@ seq 1 300 | sed 's/^/line-/' > "$T/inputs2"
 "$DROVER" map -q slow --attempts 10 --timeout 60 < "$T/inputs2" > "$T/mapped" 2> "$T/map.err" &
 mapper=$!
 PIDS+=("$mapper")
+# Kill only once jobs are running, so that killed workers hold some
+runs2_lines () {
+    [ -f "$runs2" ] && [ "$(wc -l < "$runs2")" -ge 20 ]
+}
+wait_for 30 runs2_lines || fail "the map never got going: $(head -n 3 "$T/map.err")"
 killed=0
 for round in 1 2 3 4 5; do
     sleep 0.5

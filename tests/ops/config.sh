@@ -179,6 +179,10 @@ expect_eq "$(setting concurrency <<<"$out")" 4 "flag over env"
 expect_eq "$(setting queue <<<"$out")" x,y "flag queues replace env's"
 expect_eq "$(setting broker <<<"$out")" tcp://127.0.0.1:2 "env broker over file"
 expect_eq "$(setting processes <<<"$out")" auto "flag processes auto"
+expect_eq "$(setting connect-timeout <<<"$out")" 5 "default connect timeout"
+out=$(DROVER_CONNECT_TIMEOUT=30 "$DROVER_WORKER" --config "$T/worker.conf" --print-config) \
+    || fail "worker with DROVER_CONNECT_TIMEOUT"
+expect_eq "$(setting connect-timeout <<<"$out")" 30 "connect timeout from env"
 
 # A handler from a higher source replaces the other kind from a lower one.
 out=$(DROVER_PLUGIN=/lib/x.so:run "$DROVER_WORKER" --config "$T/worker.conf" --print-config)
@@ -226,6 +230,8 @@ expect_bad "worker bad switch variable" "DROVER_INSECURE wants true or false, go
     env DROVER_INSECURE=perhaps "$DROVER_WORKER" --config "$T/worker.conf" --print-config
 expect_bad "worker bad level variable" "DROVER_LOG_LEVEL wants debug, info, warn or error" \
     env DROVER_LOG_LEVEL=chatty "$DROVER_WORKER" --config "$T/worker.conf" --print-config
+expect_bad "worker zero connect timeout" "--connect-timeout wants a whole number from 1 to 3600" \
+    "$DROVER_WORKER" --config "$T/worker.conf" --connect-timeout 0 --print-config
 pass "drover-worker: bad settings exit 2 naming the flag, variable or FILE:LINE"
 
 # ---- the example files in deploy/ --------------------------------------------
