@@ -56,11 +56,14 @@ main (int argc, char *argv [])
             fprintf (stderr, "namespace: %s\n", drover_strerror (rc));
     }
     else {
+        //  The callback first, so that no change after the snapshot is missed
         drover_replica_t *replica = drover_replica_new (client);
-        rc = replica? drover_replica_track (replica, "shared", 5000): DROVER_EINVAL;
+        rc = replica? drover_replica_watch (replica, "shared", "", s_changed, NULL): DROVER_EINVAL;
         if (!rc)
-            rc = drover_replica_watch (replica, "shared", "", s_changed, NULL);
+            rc = drover_replica_track (replica, "shared", 5000);
         if (!rc) {
+            printf ("following namespace shared for %s s\n", argv [2]);
+            fflush (stdout);
             sleep ((unsigned) atoi (argv [2]));
             //  Reads from the local copy cost no round trip
             void *value = NULL;

@@ -28,8 +28,9 @@ r_high=$("$DROVER" result "$high" --wait --timeout 20) || fail "high result"
 r_low=$("$DROVER" result "$low" --wait --timeout 20) || fail "low result"
 [ "${r_high##* }" -le "${r_low##* }" ] || fail "priority 9 ran after priority 0"
 
-# --at: a job for two seconds from now is scheduled, then runs
-at=$(( $(date +%s) + 2 ))
+# --at: a job for a few seconds from now is scheduled, then runs (time
+# enough for the status check on a slow machine)
+at=$(( $(date +%s) + 5 ))
 id=$("$DROVER" submit -q prio --data later --at "$at") || fail "submit --at"
 "$DROVER" status "$id" | grep -q scheduled || fail "--at job not scheduled"
 "$DROVER" result "$id" --wait --timeout 20 | grep -q "^later" || fail "--at job did not run"

@@ -37,7 +37,8 @@ wait_for 5 grep -q "received sample with 3 values" "$T/receiver.out" || fail "re
 "$EXAMPLES_DIR/namespace" read 4 > "$T/reader.out" 2>"$T/reader.log" &
 reader=$!
 PIDS+=("$reader")
-sleep 1
+wait_for 10 grep -q "following namespace shared" "$T/reader.out" \
+    || fail "namespace reader did not start: $(cat "$T/reader.log")"
 "$EXAMPLES_DIR/namespace" update 5 || fail "namespace update"
 wait "$reader" || fail "namespace read failed: $(cat "$T/reader.log")"
 grep -q "shared.y = 25" "$T/reader.out" || fail "reader missed a change: $(cat "$T/reader.out")"
