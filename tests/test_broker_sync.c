@@ -178,13 +178,15 @@ s_call (peer_t *peer, drv_sync_op_t op, const char *name, uint32_t timeout_ms, u
     return s_answer (peer, corr, 1000, fence, value);
 }
 
-//  Sends a blocking request and checks it is still waiting a moment later,
-//  which also puts successive waiters at the broker in the order sent.
+//  Sends a blocking request and checks it is waiting: a probe on the same
+//  connection (a zero-timeout wait for an event nobody sets) is answered
+//  first, so the broker has taken the request and not answered it. This
+//  also puts successive waiters at the broker in the order sent.
 static uint64_t
 s_park (peer_t *peer, drv_sync_op_t op, const char *name, uint32_t timeout_ms, uint32_t count)
 {
     uint64_t corr = s_ask (peer, op, name, timeout_ms, count);
-    CHECK (s_quiet (peer, 60));
+    CHECK (s_call (peer, DRV_SYNC_EVENT_WAIT, "park-probe", 0, 0, NULL, NULL) == DRV_CODE_TIMEOUT);
     return corr;
 }
 

@@ -212,9 +212,12 @@ test_others (fb_t *fb)
     //  Barrier of 3: nobody goes before the third; a party count that
     //  differs is ESTATE; a lone party times out
     s_call_t p1 = {a, "B", 2, 5000, 3, 0, -1, 0}, p2 = {b, "B", 2, 5000, 3, 0, -1, 0};
+    int barrier_waits = FB_GET (fb, sync_ops [DRV_SYNC_BARRIER_WAIT]);
     pthread_create (&t1, NULL, s_call_thread, &p1);
     pthread_create (&t2, NULL, s_call_thread, &p2);
-    usleep (200 * 1000);
+    //  Both parties are at the broker before the third asks
+    WAIT_FOR (FB_GET (fb, sync_ops [DRV_SYNC_BARRIER_WAIT]) >= barrier_waits + 2, 3000);
+    assert (FB_GET (fb, sync_ops [DRV_SYNC_BARRIER_WAIT]) >= barrier_waits + 2);
     assert (p1.rc == -1 && p2.rc == -1);
     assert (drover_barrier_wait (c, "B", 2, 1000) == DROVER_ESTATE);
     assert (drover_barrier_wait (c, "B", 3, 1000) == 0);

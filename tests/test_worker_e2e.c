@@ -270,7 +270,29 @@ test_drain_sigterm (void)
     } while (info.state != DROVER_JOB_RUNNING && s_now_ms () - start < 5000);
     CHECK (info.state == DROVER_JOB_RUNNING);
     kill (worker, SIGTERM);
-    usleep (100 * 1000);
+    //  The late job goes out once the broker knows the worker is draining
+    //  (it has credit left for one more job until then)
+    bool draining = false;
+    start = s_now_ms ();
+    while (!draining && s_now_ms () - start < 10000) {
+        drover_stats_t *stats = NULL;
+        CHECK (drover_stats (s_client, &stats, 2000) == 0);
+        bool listed = false;
+        for (size_t i = 0; i < stats->peer_count; i++) {
+            const drover_peer_info_t *peer = &stats->peers [i];
+            for (size_t q = 0; peer->kind == DROVER_PEER_WORKER && q < peer->queue_count; q++)
+                if (strcmp (peer->queues [q], "p_sleep") == 0) {
+                    listed = true;
+                    draining = peer->credit == 0;
+                }
+        }
+        drover_stats_destroy (&stats);
+        if (!listed)
+            draining = true;    //  gone already: it takes no job either
+        if (!draining)
+            usleep (20 * 1000);
+    }
+    CHECK (draining);
     drover_future_t *late = s_submit ("p_sleep", "0", 1, 0, 1);
     CHECK (s_run (first, 10000) == 0);
     CHECK (s_result_is (first, "slept 1"));

@@ -10,6 +10,12 @@ start_workers slow-a slow 2 --exec "sleep 0.2; cat"
 victim=$LAST_WORKER_PID
 start_workers slow-b slow 2 --exec "sleep 0.2; cat"
 
+# Both hosts' processes (2 each) have joined before the jobs go out
+joined4 () {
+    [ "$(grep -c "worker .* joined" "$T/broker.log")" -ge 4 ]
+}
+wait_for 20 joined4 || fail "workers did not join: $(grep joined "$T/broker.log")"
+
 # 60 jobs in flight; kill one whole worker host (supervisor and children)
 seq 1 60 | sed 's/^/job-/' > "$T/inputs"
 "$DROVER" map -q slow < "$T/inputs" > "$T/mapped" 2>"$T/map.err" &
