@@ -406,7 +406,7 @@ s_test_split (http_t *http)
         s_write (fd, parts [i], strlen (parts [i]));
         s_pump (http, 30);
         if (i + 1 < sizeof parts / sizeof parts [0])
-            CHECK (http_connections (http) == 1, "still waiting after part %zu", i);
+            CHECK (s_wait_connections (http, 1), "still waiting after part %zu", i);
     }
     s_reply_t r = {0};
     s_read_all (http, &fd, &r, 1, 5000);

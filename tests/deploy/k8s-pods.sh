@@ -228,7 +228,7 @@ echo "ok - a key added by updating the allow-list Secret is admitted after $took
 grace=$(sed -n 's/^      terminationGracePeriodSeconds: //p' "$BASE/worker-deployment.yaml")
 start_worker napper.log --queue nap --plugin "$DROVER_PLUGIN:sleep"
 napper=$LAST
-id=$(producer "$T/producer-keys" "$DROVER" submit -q nap --data 2) || fail "submit to nap: $id"
+id=$(producer "$T/producer-keys" "$DROVER" submit -q nap --data 5) || fail "submit to nap: $id"
 running () {
     producer "$T/producer-keys" "$DROVER" status "$id" 2>/dev/null | grep -qw running
 }
@@ -242,6 +242,6 @@ rc=$?
 stopped=$(awk -v a="$stop_start" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')
 [ "$rc" = 0 ] || fail "the stopped worker exited $rc, not 0"
 result=$(producer "$T/producer-keys" "$DROVER" result "$id" --wait --timeout 10 2>&1)
-[ "$result" = "slept 2" ] || fail "the job in hand did not finish: $result"
+[ "$result" = "slept 5" ] || fail "the job in hand did not finish: $result"
 awk -v s="$stopped" 'BEGIN { exit !(s >= 1.0) }' || fail "the worker stopped after $stopped s, before its job could have finished"
-echo "ok - SIGTERM: the worker finished its 2 s job (counted as running 1) and exited 0 after ${stopped} s (grace ${grace} s)"
+echo "ok - SIGTERM: the worker finished its 5 s job (counted as running 1) and exited 0 after ${stopped} s (grace ${grace} s)"
