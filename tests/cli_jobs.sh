@@ -93,7 +93,7 @@ grep -q 'refusing fail-one' "$TMP/err" || fail "failed job's error not shown: $(
 # Timing out while waiting: exit 1, soon, naming the job.
 start=$(date +%s)
 run 1 submit -q cli --data 'sleep 5' --wait --timeout 0.5
-[ $(( $(date +%s) - start )) -le 3 ] || fail "--timeout 0.5 took $(( $(date +%s) - start )) s"
+[ $(( $(date +%s) - start )) -le 4 ] || fail "--timeout 0.5 took $(( $(date +%s) - start )) s"
 grep -q 'not finished' "$TMP/err" || fail "timeout message: $(cat "$TMP/err")"
 SLEEPER=$(grep -Eo '[0-9a-f]{32}' "$TMP/err" | head -1)
 # A job still running: result without --wait is "not finished".

@@ -232,9 +232,9 @@ s_test_lock (const char *endpoint)
     //  later unlock grants nothing to it
     uint64_t start = drv_now_ms ();
     uint64_t corr = s_ask (waiters [0], DRV_SYNC_LOCK, "build", 300, 0);
-    CHECK (s_answer (waiters [0], corr, 2000, NULL, NULL) == DRV_CODE_TIMEOUT);
+    CHECK (s_answer (waiters [0], corr, 5000, NULL, NULL) == DRV_CODE_TIMEOUT);
     uint64_t took = drv_now_ms () - start;
-    CHECK (took >= 290 && took < 800);
+    CHECK (took >= 290 && took < 2000);
     CHECK (s_call (a, DRV_SYNC_UNLOCK, "build", 0, 0, NULL, NULL) == DRV_CODE_OK);
     CHECK (s_quiet (waiters [0], 100));
 
@@ -263,8 +263,8 @@ s_test_lock_lease (const char *endpoint)
     //  its session and the lock passes on
     holder->beating = false;
     uint64_t start = drv_now_ms ();
-    CHECK (s_answer (next, corr, 3000, &fence, NULL) == DRV_CODE_OK);
-    CHECK (drv_now_ms () - start < 1200);
+    CHECK (s_answer (next, corr, 5000, &fence, NULL) == DRV_CODE_OK);
+    CHECK (drv_now_ms () - start < 3000);
     CHECK (fence > first);
 
     //  Bye ends a session too
@@ -322,8 +322,8 @@ s_test_semaphore (const char *endpoint)
     //  A dead holder's permit returns
     p [1]->beating = false;
     uint64_t start = drv_now_ms ();
-    CHECK (s_answer (p [3], corr3, 3000, NULL, &value) == DRV_CODE_OK);
-    CHECK (drv_now_ms () - start < 1200);
+    CHECK (s_answer (p [3], corr3, 5000, NULL, &value) == DRV_CODE_OK);
+    CHECK (drv_now_ms () - start < 3000);
     CHECK (value == 0);
     CHECK (s_call (p [2], DRV_SYNC_SEM_RELEASE, "pool", 0, 0, NULL, &value) == DRV_CODE_OK);
     CHECK (value == 1);

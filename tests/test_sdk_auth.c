@@ -29,7 +29,8 @@ s_connect (const char *endpoint, const char *server, const char *cert, bool inse
     cfg.server_key = server;
     cfg.cert = cert;
     cfg.insecure = insecure;
-    cfg.timeout_ms = 3000;
+    //  Well past the bounds below: a refusal must be told, not waited out
+    cfg.timeout_ms = 10000;
     uint64_t start = drv_now_ms ();
     int rc = drover_client_connect (&cfg, client_p);
     printf ("connect: %s after %d ms\n", drover_strerror (rc), (int) (drv_now_ms () - start));
@@ -86,11 +87,11 @@ main (void)
     //  Key not in the allow-list
     uint64_t start = drv_now_ms ();
     assert (s_connect (fb->endpoint, server_path, bad_path, false, &client) == DROVER_EUNAUTH);
-    assert (drv_now_ms () - start < 2500);
+    assert (drv_now_ms () - start < 6000);
     //  Wrong server key
     start = drv_now_ms ();
     assert (s_connect (fb->endpoint, other_path, good_path, false, &client) == DROVER_EUNAUTH);
-    assert (drv_now_ms () - start < 2500);
+    assert (drv_now_ms () - start < 6000);
     //  Plaintext client, CURVE broker
     assert (s_connect (fb->endpoint, NULL, NULL, true, &client) == DROVER_EUNAUTH);
     //  CURVE client, plaintext broker

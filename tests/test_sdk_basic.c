@@ -170,7 +170,7 @@ test_unreachable (void)
     uint64_t start = drv_now_ms ();
     assert (drover_client_connect (&cfg, &client) == DROVER_EUNREACHABLE);
     uint64_t took = drv_now_ms () - start;
-    assert (took >= 250 && took < 2000);
+    assert (took >= 250 && took < 4000);     //  its 300 ms, not the 5 s default
     assert (client == NULL);
 
     drover_worker_t *worker = drover_worker_new (&cfg);
@@ -178,7 +178,7 @@ test_unreachable (void)
     start = drv_now_ms ();
     assert (drover_worker_run (worker) == DROVER_EUNREACHABLE);
     took = drv_now_ms () - start;
-    assert (took >= 250 && took < 2000);
+    assert (took >= 250 && took < 4000);     //  its 300 ms, not the 5 s default
     drover_worker_destroy (&worker);
 }
 

@@ -72,7 +72,7 @@ test_locks (fb_t *fb)
     start = drv_now_ms ();
     assert (drover_lock (b, "L", 200, NULL) == DROVER_ETIMEDOUT);
     uint64_t took = drv_now_ms () - start;
-    assert (took >= 150 && took < 1500);
+    assert (took >= 150 && took < 1900);     //  before the client's 2 s grace
     assert (FB_GET (fb, last_sync_timeout) <= 200 && FB_GET (fb, last_sync_timeout) > 100);
 
     //  A waiter is granted when the holder lets go
@@ -113,15 +113,15 @@ test_late_grant (fb_t *fb)
 {
     drover_client_t *client = s_connect (fb);
     int unlocks = FB_GET (fb, sync_ops [DRV_SYNC_UNLOCK]);
-    FB_SET (fb, sync_delay_ms, 2600);
+    FB_SET (fb, sync_delay_ms, 4000);
     uint64_t start = drv_now_ms ();
     assert (drover_lock (client, "late", 0, NULL) == DROVER_ETIMEDOUT);
     uint64_t took = drv_now_ms () - start;
-    assert (took >= 1900 && took < 2500);
+    assert (took >= 1900 && took < 3500);     //  gave up, did not wait 4 s
     //  The broker granted it to us meanwhile
     assert (fb_lock_is_held (fb, "late"));
     FB_SET (fb, sync_delay_ms, 0);
-    WAIT_FOR (!fb_lock_is_held (fb, "late"), 3000);
+    WAIT_FOR (!fb_lock_is_held (fb, "late"), 6000);
     assert (!fb_lock_is_held (fb, "late"));
     assert (FB_GET (fb, sync_ops [DRV_SYNC_UNLOCK]) == unlocks + 1);
     //  And it can be had again
@@ -130,17 +130,17 @@ test_late_grant (fb_t *fb)
 
     //  The same for a semaphore permit
     int releases = FB_GET (fb, sync_ops [DRV_SYNC_SEM_RELEASE]);
-    FB_SET (fb, sync_delay_ms, 2600);
+    FB_SET (fb, sync_delay_ms, 4000);
     assert (drover_sem_acquire (client, "lsem", 1, 0) == DROVER_ETIMEDOUT);
     FB_SET (fb, sync_delay_ms, 0);
-    WAIT_FOR (FB_GET (fb, sync_ops [DRV_SYNC_SEM_RELEASE]) == releases + 1, 3000);
+    WAIT_FOR (FB_GET (fb, sync_ops [DRV_SYNC_SEM_RELEASE]) == releases + 1, 6000);
     assert (FB_GET (fb, sync_ops [DRV_SYNC_SEM_RELEASE]) == releases + 1);
     assert (drover_sem_acquire (client, "lsem", 1, 0) == 0);
 
     //  A refusal that comes late needs no release
     fb_lock_held_elsewhere (fb, "taken");
     unlocks = FB_GET (fb, sync_ops [DRV_SYNC_UNLOCK]);
-    FB_SET (fb, sync_delay_ms, 2600);
+    FB_SET (fb, sync_delay_ms, 4000);
     assert (drover_lock (client, "taken", 0, NULL) == DROVER_ETIMEDOUT);
     FB_SET (fb, sync_delay_ms, 0);
     usleep (1000 * 1000);

@@ -211,7 +211,7 @@ main (void)
     s_queue_jobs (fb, 1, ids);
     WAIT_FOR (FB_GET (fb, results) == before + 3, 3000);
     assert (FB_GET (fb, results) == before + 3);
-    assert (drv_now_ms () - start < 1500);
+    assert (drv_now_ms () - start < 2500);     //  not the 3 s wait's end
     assert (atomic_load (&s_saw_cancel) == 1);
     //  Cancel from the broker
     FB_SET (fb, job_timeout_ms, 0);

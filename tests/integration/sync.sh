@@ -47,7 +47,7 @@ start=$(date +%s%N)
 pkill -KILL -P "$holder"; kill -KILL "$holder"
 "$DROVER" lock held --timeout 10 -- true || fail "lock not freed after its holder died"
 took=$(( ($(date +%s%N) - start) / 1000000 ))
-[ "$took" -lt 5000 ] || fail "lock freed only after $took ms"
+[ "$took" -lt 8000 ] || fail "lock freed only after $took ms"
 
 # events: every waiter wakes; a cleared event times out
 waiters=()
