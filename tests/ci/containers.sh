@@ -460,7 +460,8 @@ requeued=$(grep 'worker worker1.* left' <<<"$(podman logs "$BROKER" 2>&1)" \
 step "$JOBS jobs via drover map in ${map_s}s: all $JOBS results right, in order; $requeued jobs of the killed worker requeued"
 
 # ---- graceful stop of a busy worker -----------------------------------------
-ids=$(printf 'sleep:3\nsleep:3\nsleep:3\nsleep:3\n' \
+#  5 s each: time for the status polls below to see all four running
+ids=$(printf 'sleep:5\nsleep:5\nsleep:5\nsleep:5\n' \
     | client_stdin submit -q work --each-line --no-wait) || fail "submit of sleep jobs"
 [ "$(echo "$ids" | wc -l)" = 4 ] || fail "expected 4 job ids, got: $ids"
 #  Stop it only once the broker has handed it all four.
@@ -484,7 +485,7 @@ held=$(grep 'draining: finishing' <<<"$(podman logs "$WORKER2" 2>&1)" \
 [ "$held" -gt 0 ] || { podman logs "$WORKER2" 2>&1 | tail -20; fail "worker2 did not drain held jobs"; }
 #  No other worker serves the queue now: these results come from the drain.
 results=$(client result --wait --timeout 10 $ids) || fail "results of the drained jobs"
-[ "$(echo "$results" | grep -c 'slept 3')" = 4 ] || fail "drained jobs: $results"
+[ "$(echo "$results" | grep -c 'slept 5')" = 4 ] || fail "drained jobs: $results"
 step "podman stop (SIGTERM) of a busy worker: finished the $held jobs it held, exit 0 in ${stop_s}s (grace ${GRACE}s)"
 
 # ---- broker restart on its volume -------------------------------------------
