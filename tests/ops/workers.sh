@@ -7,7 +7,7 @@
 . "$(dirname "$0")/../integration/lib.sh"
 
 make_keys
-start_broker --durability none --metrics tcp://127.0.0.1:0 --heartbeat 200
+start_broker --durability none --metrics tcp://127.0.0.1:0
 public_key () {
     sed -n 's/^ *public-key = "\(.*\)"$/\1/p' "$1"
 }
