@@ -242,4 +242,5 @@ expect_eq "$(setting metrics < "$T/ex1")" "tcp://*:9090" "example metrics"
 "$DROVER_WORKER" --config "$DEPLOY/drover-worker.conf.example" --print-config > "$T/ex2" \
     || fail "deploy/drover-worker.conf.example does not load"
 expect_eq "$(setting queue < "$T/ex2")" images,thumbnails "example queues"
+expect_eq "$(setting connect-timeout < "$T/ex2")" 30 "example connect timeout"
 pass "deploy/*.conf.example load"
