@@ -154,7 +154,7 @@ struct _drover_client_t {
     drv_signal_t *restart_hooks [DRV_RESTART_HOOKS];  //  raised then (client lock)
 
     //  I/O thread only
-    drv_conn_t conn;                //  DEALER to the broker
+    drv_link_t link;                //  connection to the broker, and its liveness
     drv_codec_t *rx;                //  decodes what arrives
     drv_codec_t *tx;                //  encodes what leaves
     bool thread_started;            //  s_io_thread is running or ran
@@ -168,18 +168,11 @@ struct _drover_client_t {
     request_t *pending;             //  requests not yet answered
     zmq_msg_t *payloads;            //  scratch payload frames for a batch
     size_t payload_cap;             //  frames allocated
-    bool welcomed;                  //  a session is established
-    bool ever_welcomed;             //  the first Welcome has arrived
-    bool blocked;                   //  last send hit the high-water mark
     bool bye_sent;                  //  closing: Bye is out
     bool bye_received;              //  closing: the broker answered Bye
     uint64_t corr;                  //  last correlation number used
     uint64_t hello_corr;            //  corr of the outstanding Hello
-    uint32_t heartbeat_ms;          //  from Welcome
     uint32_t max_batch;             //  from Welcome
-    uint64_t last_send;             //  ms, for heartbeats
-    uint64_t last_recv;             //  ms, for liveness
-    uint64_t connect_deadline;      //  ms, first connection only
     uint64_t bye_deadline;          //  ms, when closing
     uint8_t broker_id [DRV_ID_SIZE];    //  broker we last talked to
 };
@@ -425,16 +418,9 @@ s_finish_chain (drover_client_t *self, const uint8_t *id, drv_job_state_t state,
 static int
 s_send (drover_client_t *self, drv_msg_t *msg, zmq_msg_t *payloads, size_t count)
 {
-    int rc = drv_send_msg (self->conn.socket, self->tx, msg, payloads, count, ZMQ_DONTWAIT);
-    if (rc == 0)
-        self->last_send = drv_now_ms ();
-    else {
-        //  Try again when the socket can take more (POLLOUT)
-        if (errno != EAGAIN)
-            drv_log (DRV_LOG_WARN, s_component, "cannot send %s: %s",
-                     drv_cmd_name (msg->cmd), zmq_strerror (errno));
-        self->blocked = true;
-    }
+    int rc = drv_link_send (&self->link, self->tx, msg, payloads, count, s_component);
+    if (rc)
+        self->link.blocked = true;      //  try again when the socket can take more
     return rc;
 }
 
@@ -460,9 +446,9 @@ s_send_hello (drover_client_t *self)
     msg.hello.version_min = DRV_PROTOCOL_VERSION;
     msg.hello.version_max = DRV_PROTOCOL_VERSION;
     //  If it cannot leave now, the liveness timer opens a fresh socket
-    if (drv_send_msg (self->conn.socket, self->tx, &msg, NULL, 0, ZMQ_DONTWAIT) == 0)
-        self->last_send = drv_now_ms ();
-    self->welcomed = false;
+    if (drv_send_msg (self->link.conn.socket, self->tx, &msg, NULL, 0, ZMQ_DONTWAIT) == 0)
+        self->link.last_send = drv_now_ms ();
+    self->link.welcomed = false;
 }
 
 //  Sends unsent submits, max_batch per message. Returns when all are out
@@ -470,7 +456,7 @@ s_send_hello (drover_client_t *self)
 static void
 s_flush_submits (drover_client_t *self)
 {
-    while (self->unsent && !self->blocked) {
+    while (self->unsent && !self->link.blocked) {
         size_t n = 0;
         for (drover_future_t *f = self->unsent; f && n < self->max_batch; f = f->next)
             n++;
@@ -523,7 +509,7 @@ s_send_watch (drover_client_t *self, uint8_t (*ids) [DRV_ID_SIZE], size_t count)
 static void
 s_flush_fetches (drover_client_t *self)
 {
-    while (self->fetch_head && !self->blocked) {
+    while (self->fetch_head && !self->link.blocked) {
         drv_codec_reset (self->tx);
         uint8_t (*ids) [DRV_ID_SIZE] = drv_codec_alloc (self->tx, self->max_batch * DRV_ID_SIZE);
         if (!ids)
@@ -533,7 +519,7 @@ s_flush_fetches (drover_client_t *self)
         for (; f && n < self->max_batch; f = f->next)
             memcpy (ids [n++], f->id, DRV_ID_SIZE);
         s_send_watch (self, ids, n);
-        if (self->blocked)
+        if (self->link.blocked)
             return;
         //  Fetch futures are kept alive by the map; only unlink them here
         while (self->fetch_head != f) {
@@ -583,7 +569,7 @@ s_sync_keep (drover_client_t *self, request_t *req)
 static void
 s_flush_requests (drover_client_t *self)
 {
-    for (request_t *req = self->pending; req && !self->blocked; req = req->next) {
+    for (request_t *req = self->pending; req && !self->link.blocked; req = req->next) {
         if (req->sent)
             continue;
         if (req->kind == REQ_SYNC && !s_sync_keep (self, req))
@@ -703,15 +689,8 @@ s_resync (drover_client_t *self)
 static void
 s_reconnect (drover_client_t *self, const char *why)
 {
-    drv_log (DRV_LOG_INFO, s_component, "reconnecting to %s: %s", self->config.endpoint, why);
-    drv_conn_close (&self->conn, 0);
-    if (drv_conn_open (&self->conn, self->ctx, &self->config, &self->keys, false)) {
-        drv_log (DRV_LOG_ERROR, s_component, "cannot open socket: %s", zmq_strerror (errno));
-        return;
-    }
-    self->blocked = false;
-    self->last_recv = drv_now_ms ();
-    s_send_hello (self);
+    if (drv_link_reopen (&self->link, self->ctx, &self->config, &self->keys, s_component, why) == 0)
+        s_send_hello (self);
 }
 
 //  Requests ----------------------------------------------------------------
@@ -1066,7 +1045,7 @@ s_connect_done (drover_client_t *self, int result, const char *why)
 static void
 s_on_welcome (drover_client_t *self, drv_msg_t *msg)
 {
-    if (msg->corr != self->hello_corr || self->welcomed)
+    if (msg->corr != self->hello_corr || self->link.welcomed)
         return;
     if (msg->welcome.version != DRV_PROTOCOL_VERSION) {
         drv_log (DRV_LOG_ERROR, s_component, "broker chose protocol version %u; we speak %d",
@@ -1074,15 +1053,14 @@ s_on_welcome (drover_client_t *self, drv_msg_t *msg)
         s_connect_done (self, DROVER_EPROTO, "broker chose an unsupported protocol version");
         return;
     }
-    self->welcomed = true;
-    self->heartbeat_ms = msg->welcome.heartbeat_ms? msg->welcome.heartbeat_ms: DRV_DEFAULT_HEARTBEAT_MS;
+    bool first = drv_link_welcome (&self->link, msg);
     self->max_batch = msg->welcome.max_batch? msg->welcome.max_batch: DRV_DEFAULT_MAX_BATCH;
     atomic_store (&self->max_payload,
                   msg->welcome.max_payload? msg->welcome.max_payload: DRV_DEFAULT_MAX_PAYLOAD);
     atomic_store (&self->max_value,
                   msg->welcome.max_value? msg->welcome.max_value: DRV_DEFAULT_MAX_VALUE);
     atomic_store (&self->state_port, msg->welcome.state_port);
-    if (self->ever_welcomed) {
+    if (!first) {
         if (memcmp (self->broker_id, msg->welcome.broker_id, DRV_ID_SIZE)) {
             drv_log (DRV_LOG_INFO, s_component, "broker restarted; resending outstanding work");
             atomic_fetch_add (&self->epoch, 1);
@@ -1094,12 +1072,8 @@ s_on_welcome (drover_client_t *self, drv_msg_t *msg)
         }
         s_resync (self);
     }
-    else {
-        self->ever_welcomed = true;
-        //  The handshake worked; from now on outages are retried quietly
-        drv_conn_unmonitor (&self->conn);
+    else
         s_connect_done (self, 0, NULL);
-    }
     memcpy (self->broker_id, msg->welcome.broker_id, DRV_ID_SIZE);
 }
 
@@ -1111,7 +1085,7 @@ s_on_error (drover_client_t *self, drv_msg_t *msg)
     drv_code_t code = msg->error.code;
     if (code == DRV_CODE_REHELLO) {
         //  One re-hello answers the whole burst of refusals
-        if (self->welcomed) {
+        if (self->link.welcomed) {
             drv_log (DRV_LOG_INFO, s_component, "broker asks us to hello again");
             s_send_hello (self);
             for (request_t *req = self->pending; req; req = req->next)
@@ -1119,7 +1093,7 @@ s_on_error (drover_client_t *self, drv_msg_t *msg)
         }
         return;
     }
-    if (msg->corr && msg->corr == self->hello_corr && !self->welcomed) {
+    if (msg->corr && msg->corr == self->hello_corr && !self->link.welcomed) {
         drv_log (DRV_LOG_ERROR, s_component, "broker refused hello: %s %s",
                  drv_code_name (code), msg->error.message);
         int err = code == DRV_CODE_DENIED? DROVER_EDENIED: DROVER_EPROTO;
@@ -1131,7 +1105,7 @@ s_on_error (drover_client_t *self, drv_msg_t *msg)
         //  was removed. Nothing more will be served; say so to everyone
         drv_log (DRV_LOG_ERROR, s_component, "broker revoked our key: %s", msg->error.message);
         atomic_store (&self->revoked, DROVER_EDENIED);
-        self->welcomed = false;
+        self->link.welcomed = false;
         s_fail_all (self, DROVER_EDENIED, msg->error.message);
         return;
     }
@@ -1336,7 +1310,7 @@ s_take_queue (drover_client_t *self)
 static void
 s_flush (drover_client_t *self)
 {
-    if (!self->welcomed)
+    if (!self->link.welcomed)
         return;
     s_flush_submits (self);
     s_flush_fetches (self);
@@ -1385,79 +1359,51 @@ s_close_all (drover_client_t *self)
     s_fail_all (self, DROVER_ECLOSED, "the client was closed");
 }
 
-//  Milliseconds until the next timer, or -1 for none.
-static long
-s_next_timeout (drover_client_t *self, uint64_t now)
-{
-    uint64_t next = UINT64_MAX;
-    uint64_t hb = self->heartbeat_ms;
-    if (!self->ever_welcomed)
-        next = self->connect_deadline;
-    if (self->welcomed && self->last_send + hb < next)
-        next = self->last_send + hb;
-    if (self->ever_welcomed && self->last_recv + 3 * hb < next)
-        next = self->last_recv + 3 * hb;
-    if (self->bye_sent && self->bye_deadline < next)
-        next = self->bye_deadline;
-    if (next == UINT64_MAX)
-        return -1;
-    return next > now? (long) (next - now): 0;
-}
-
 static void *
 s_io_thread (void *arg)
 {
     drover_client_t *self = (drover_client_t *) arg;
     char why [256] = "";
-    self->heartbeat_ms = DRV_DEFAULT_HEARTBEAT_MS;
     self->max_batch = DRV_DEFAULT_MAX_BATCH;
-    self->connect_deadline = drv_now_ms () + (uint64_t) self->config.timeout_ms;
-    if (drv_conn_open (&self->conn, self->ctx, &self->config, &self->keys, true)) {
-        snprintf (why, sizeof why, "cannot connect to %s: %s", self->config.endpoint, zmq_strerror (errno));
-        s_connect_done (self, errno == EINVAL || errno == EPROTONOSUPPORT? DROVER_EINVAL: DROVER_EUNREACHABLE, why);
+    int err = drv_link_open (&self->link, self->ctx, &self->config, &self->keys, why, sizeof why);
+    if (err) {
+        s_connect_done (self, err, why);
         return NULL;
     }
-    self->last_recv = drv_now_ms ();
     s_send_hello (self);
 
     while (true) {
         uint64_t now = drv_now_ms ();
         zmq_pollitem_t items [3] = {
-            {self->conn.socket, 0, ZMQ_POLLIN | (self->blocked? ZMQ_POLLOUT: 0), 0},
+            {self->link.conn.socket, 0, ZMQ_POLLIN | (self->link.blocked? ZMQ_POLLOUT: 0), 0},
             {NULL, self->wake.rfd, ZMQ_POLLIN, 0},
-            {self->conn.monitor, 0, ZMQ_POLLIN, 0}
+            {self->link.conn.monitor, 0, ZMQ_POLLIN, 0}
         };
-        int rc = zmq_poll (items, self->conn.monitor? 3: 2, s_next_timeout (self, now));
+        long timeout = drv_link_timeout (&self->link, now, self->bye_sent? self->bye_deadline: 0);
+        int rc = zmq_poll (items, self->link.conn.monitor? 3: 2, timeout);
         if (rc == -1 && errno != EINTR)
             break;
         now = drv_now_ms ();
 
-        if (self->conn.monitor) {
-            int err = drv_conn_check (&self->conn, why, sizeof why);
-            if (err) {
-                s_connect_done (self, err, why);
-                break;
-            }
-            if (self->conn.rehandshaken) {
-                //  Reconnected before the first Welcome (the broker died
-                //  or restarted): our Hello may have gone with the old
-                //  connection, so say it again
-                self->conn.rehandshaken = false;
-                if (!self->welcomed)
-                    s_send_hello (self);
-            }
+        bool hello_again = false;
+        err = drv_link_check (&self->link, why, sizeof why, &hello_again);
+        if (err) {
+            s_connect_done (self, err, why);
+            break;
         }
+        if (hello_again)
+            s_send_hello (self);    //  the broker died or restarted before welcoming us
         if (items [0].revents & ZMQ_POLLOUT)
-            self->blocked = false;
+            self->link.blocked = false;
         s_take_queue (self);
 
         //  Drain everything waiting before sleeping again
-        while (self->conn.socket) {
-            int frames = drv_frames_recv (self->conn.socket, &self->frames, ZMQ_DONTWAIT,
+        while (self->link.conn.socket) {
+            int frames = drv_frames_recv (self->link.conn.socket, &self->frames, ZMQ_DONTWAIT,
                                           DRV_MAX_FRAMES);
             if (frames == -1)
                 break;
-            self->last_recv = now;
+            self->link.last_recv = now;
             s_handle (self);
             if (self->connect_result > 0)
                 break;
@@ -1468,8 +1414,8 @@ s_io_thread (void *arg)
         pthread_mutex_unlock (&self->lock);
         if (connect_result > 0)
             break;          //  refused during connect
-        if (!self->ever_welcomed) {
-            if (now >= self->connect_deadline) {
+        if (!self->link.ever_welcomed) {
+            if (now >= self->link.connect_deadline) {
                 snprintf (why, sizeof why, "no answer from %s within %d ms",
                           self->config.endpoint, self->config.timeout_ms);
                 s_connect_done (self, DROVER_EUNREACHABLE, why);
@@ -1480,11 +1426,11 @@ s_io_thread (void *arg)
         s_flush (self);
 
         if (closing) {
-            if (!self->welcomed)
+            if (!self->link.welcomed)
                 break;      //  nobody to say goodbye to
             if (!self->bye_sent && !self->unsent && !self->fetch_head) {
                 self->bye_sent = true;
-                uint64_t wait = 3 * (uint64_t) self->heartbeat_ms;
+                uint64_t wait = 3 * (uint64_t) self->link.heartbeat_ms;
                 self->bye_deadline = now + (wait < DRV_LINGER_MS? wait: DRV_LINGER_MS);
                 s_send_simple (self, DRV_CMD_BYE, ++self->corr);
             }
@@ -1492,13 +1438,14 @@ s_io_thread (void *arg)
                 break;
             continue;
         }
-        if (self->welcomed && now - self->last_send >= self->heartbeat_ms)
+        if (drv_link_beat_due (&self->link, now))
             s_send_simple (self, DRV_CMD_HEARTBEAT, 0);
-        if (now - self->last_recv >= 3 * (uint64_t) self->heartbeat_ms)
-            s_reconnect (self, self->welcomed? "broker silent for 3 heartbeats": "no welcome");
+        const char *silent = drv_link_silent (&self->link, now);
+        if (silent)
+            s_reconnect (self, silent);
     }
     s_close_all (self);
-    drv_conn_close (&self->conn, self->welcomed? DRV_LINGER_MS: 0);
+    drv_conn_close (&self->link.conn, self->link.welcomed? DRV_LINGER_MS: 0);
     return NULL;
 }
 

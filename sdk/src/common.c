@@ -382,6 +382,124 @@ drv_conn_check (drv_conn_t *self, char *why, size_t why_size)
     return result;
 }
 
+//  Link -------------------------------------------------------------------
+
+int
+drv_link_open (drv_link_t *self, void *ctx, const drv_config_t *cfg,
+               const drv_keys_t *keys, char *why, size_t why_size)
+{
+    memset (self, 0, sizeof *self);
+    self->heartbeat_ms = DRV_DEFAULT_HEARTBEAT_MS;
+    uint64_t now = drv_now_ms ();
+    self->connect_deadline = now + (uint64_t) cfg->timeout_ms;
+    self->last_recv = now;
+    if (drv_conn_open (&self->conn, ctx, cfg, keys, true)) {
+        int err = errno;
+        snprintf (why, why_size, "cannot connect to %s: %s", cfg->endpoint, zmq_strerror (err));
+        return err == EINVAL || err == EPROTONOSUPPORT? DROVER_EINVAL: DROVER_EUNREACHABLE;
+    }
+    return 0;
+}
+
+int
+drv_link_reopen (drv_link_t *self, void *ctx, const drv_config_t *cfg,
+                 const drv_keys_t *keys, const char *component, const char *why)
+{
+    drv_log (DRV_LOG_INFO, component, "reconnecting to %s: %s", cfg->endpoint, why);
+    drv_conn_close (&self->conn, 0);
+    self->welcomed = false;
+    self->blocked = false;
+    //  A failed open is tried again after another silent spell, not in a loop
+    self->last_recv = drv_now_ms ();
+    if (drv_conn_open (&self->conn, ctx, cfg, keys, false)) {
+        drv_log (DRV_LOG_ERROR, component, "cannot open socket: %s", zmq_strerror (errno));
+        return -1;
+    }
+    return 0;
+}
+
+int
+drv_link_check (drv_link_t *self, char *why, size_t why_size, bool *hello_again)
+{
+    *hello_again = false;
+    if (!self->conn.monitor)
+        return 0;
+    int err = drv_conn_check (&self->conn, why, why_size);
+    if (err)
+        return err;
+    if (self->conn.rehandshaken) {
+        self->conn.rehandshaken = false;
+        *hello_again = !self->welcomed;
+    }
+    return 0;
+}
+
+bool
+drv_link_welcome (drv_link_t *self, const drv_msg_t *welcome)
+{
+    self->welcomed = true;
+    self->heartbeat_ms = welcome->welcome.heartbeat_ms? welcome->welcome.heartbeat_ms
+                                                      : DRV_DEFAULT_HEARTBEAT_MS;
+    if (self->ever_welcomed)
+        return false;
+    self->ever_welcomed = true;
+    drv_conn_unmonitor (&self->conn);
+    return true;
+}
+
+int
+drv_link_send (drv_link_t *self, drv_codec_t *tx, drv_msg_t *msg, zmq_msg_t *payloads,
+               size_t count, const char *component)
+{
+    int rc = drv_send_msg (self->conn.socket, tx, msg, payloads, count, ZMQ_DONTWAIT);
+    if (rc == 0)
+        self->last_send = drv_now_ms ();
+    else
+    if (errno != EAGAIN) {
+        int err = errno;
+        drv_log (DRV_LOG_WARN, component, "cannot send %s: %s", drv_cmd_name (msg->cmd),
+                 zmq_strerror (err));
+        errno = err;
+    }
+    return rc;
+}
+
+int
+drv_link_send_simple (drv_link_t *self, drv_codec_t *tx, drv_cmd_t cmd, uint64_t corr,
+                      const char *component)
+{
+    drv_msg_t msg;
+    drv_codec_reset (tx);
+    drv_msg_init (&msg, cmd, corr);
+    return drv_link_send (self, tx, &msg, NULL, 0, component);
+}
+
+long
+drv_link_timeout (const drv_link_t *self, uint64_t now, uint64_t also)
+{
+    uint64_t hb = self->heartbeat_ms;
+    uint64_t next = self->ever_welcomed? self->last_recv + 3 * hb: self->connect_deadline;
+    if (self->welcomed && self->last_send + hb < next)
+        next = self->last_send + hb;
+    if (also && also < next)
+        next = also;
+    return next > now? (long) (next - now): 0;
+}
+
+bool
+drv_link_beat_due (const drv_link_t *self, uint64_t now)
+{
+    return self->welcomed && now - self->last_send >= self->heartbeat_ms;
+}
+
+const char *
+drv_link_silent (const drv_link_t *self, uint64_t now)
+{
+    if (now - self->last_recv < 3 * (uint64_t) self->heartbeat_ms)
+        return NULL;
+    return self->welcomed? "broker silent for 3 heartbeats": "no welcome";
+}
+
 //  Signal -----------------------------------------------------------------
 
 int

@@ -87,6 +87,59 @@ void drv_conn_unmonitor (drv_conn_t *self);
 //  mechanisms do not match; why receives a message.
 int drv_conn_check (drv_conn_t *self, char *why, size_t why_size);
 
+//  One session's link to the broker, shared by the client's and the
+//  worker's I/O loops: the connection, and its liveness. Heartbeats go out
+//  when we have been quiet for an interval; a broker silent for three
+//  intervals gets a fresh socket (and a new Hello from the owner); the
+//  first Welcome must come before connect_deadline.
+typedef struct {
+    drv_conn_t conn;            //  DEALER to the broker
+    uint32_t heartbeat_ms;      //  from the Welcome (a default until then)
+    uint64_t last_send;         //  ms of our last message
+    uint64_t last_recv;         //  ms of the broker's last message
+    uint64_t connect_deadline;  //  ms by which the first Welcome is due
+    bool welcomed;              //  this session is established
+    bool ever_welcomed;         //  the first Welcome has arrived
+    bool blocked;               //  the socket would block: wait for POLLOUT
+} drv_link_t;
+
+//  Opens the first connection, watching its handshakes, and starts the
+//  first-connection clock (cfg->timeout_ms). Returns 0, or DROVER_EINVAL
+//  (bad endpoint) or DROVER_EUNREACHABLE with why set.
+int drv_link_open (drv_link_t *self, void *ctx, const drv_config_t *cfg,
+                   const drv_keys_t *keys, char *why, size_t why_size);
+//  Drops the socket and opens a fresh one, logging why under component;
+//  the owner then sends its Hello. Returns 0 or -1 (tried again when the
+//  broker stays silent).
+int drv_link_reopen (drv_link_t *self, void *ctx, const drv_config_t *cfg,
+                     const drv_keys_t *keys, const char *component, const char *why);
+//  Reads the handshake monitor (first connection only). Returns 0 or
+//  DROVER_EUNAUTH with why set. Sets *hello_again when the connection was
+//  made again before the first Welcome: our Hello may be lost with the
+//  old one.
+int drv_link_check (drv_link_t *self, char *why, size_t why_size, bool *hello_again);
+//  Takes a Welcome for this session: its heartbeat interval, and on the
+//  first Welcome ever stops watching handshakes (outages after that are
+//  retried quietly). Returns true for that first Welcome.
+bool drv_link_welcome (drv_link_t *self, const drv_msg_t *welcome);
+//  Milliseconds until the link's next timer or until also (absolute ms;
+//  0: none), whichever comes first.
+long drv_link_timeout (const drv_link_t *self, uint64_t now, uint64_t also);
+//  Sends msg (encoded with tx; count payload frames, moved) without
+//  blocking and notes the time. Returns 0, or -1 with errno set (EAGAIN:
+//  the socket is full; anything else is logged under component).
+int drv_link_send (drv_link_t *self, drv_codec_t *tx, drv_msg_t *msg, zmq_msg_t *payloads,
+                   size_t count, const char *component);
+//  The same for a message with nothing but its command and corr (the
+//  codec is reset first).
+int drv_link_send_simple (drv_link_t *self, drv_codec_t *tx, drv_cmd_t cmd, uint64_t corr,
+                          const char *component);
+//  True when a Heartbeat is due (welcomed, and quiet for an interval).
+bool drv_link_beat_due (const drv_link_t *self, uint64_t now);
+//  Why the link should be reopened now (the broker silent for three
+//  intervals), or NULL.
+const char *drv_link_silent (const drv_link_t *self, uint64_t now);
+
 //  Wake-up signal: an eventfd (or pipe) that zmq_poll can watch. Posting is
 //  async-signal-safe.
 typedef struct {

@@ -92,7 +92,7 @@ struct _drover_worker_t {
     //  I/O thread only
     void *ctx;                      //  our own ZeroMQ context
     drv_keys_t keys;                //  CURVE keys, if any
-    drv_conn_t conn;                //  DEALER to the broker
+    drv_link_t link;                //  connection to the broker, and its liveness
     drv_codec_t *rx;                //  decodes what arrives
     drv_codec_t *tx;                //  encodes what leaves
     drv_frames_t frames;            //  last message received
@@ -105,9 +105,6 @@ struct _drover_worker_t {
     zmq_msg_t *payloads;            //  scratch frames for a Report
     size_t payload_cap;             //  frames allocated
     size_t capacity;                //  concurrency + prefetch
-    bool welcomed;                  //  a session is established
-    bool ever_welcomed;             //  the first Welcome has arrived
-    bool blocked;                   //  the socket cannot take a Report now
     bool draining;                  //  stop requested
     bool bye_sent;                  //  Bye is out on this session
     bool bye_received;              //  broker answered Bye: no more jobs
@@ -116,12 +113,8 @@ struct _drover_worker_t {
     uint64_t corr;                  //  last correlation number used
     uint64_t hello_corr;            //  corr of the outstanding Hello
     uint64_t bye_corr;              //  corr of our Bye
-    uint32_t heartbeat_ms;          //  from Welcome
     uint32_t max_batch;             //  from Welcome
-    uint64_t last_send;             //  ms, for heartbeats
-    uint64_t last_recv;             //  ms, for liveness
     uint64_t next_deadline;         //  earliest job deadline, 0 = none
-    uint64_t connect_deadline;      //  first connection only
     uint64_t bye_deadline;          //  give up waiting for the Bye reply
 };
 
@@ -609,23 +602,13 @@ s_check_deadlines (drover_worker_t *self, uint64_t now)
 static int
 s_send (drover_worker_t *self, drv_msg_t *msg, zmq_msg_t *payloads, size_t count)
 {
-    int rc = drv_send_msg (self->conn.socket, self->tx, msg, payloads, count, ZMQ_DONTWAIT);
-    if (rc == 0)
-        self->last_send = drv_now_ms ();
-    else
-    if (errno != EAGAIN)
-        drv_log (DRV_LOG_WARN, s_component, "cannot send %s: %s",
-                 drv_cmd_name (msg->cmd), zmq_strerror (errno));
-    return rc;
+    return drv_link_send (&self->link, self->tx, msg, payloads, count, s_component);
 }
 
 static void
 s_send_simple (drover_worker_t *self, drv_cmd_t cmd, uint64_t corr)
 {
-    drv_msg_t msg;
-    drv_codec_reset (self->tx);
-    drv_msg_init (&msg, cmd, corr);
-    s_send (self, &msg, NULL, 0);
+    drv_link_send_simple (&self->link, self->tx, cmd, corr, s_component);
 }
 
 static void
@@ -651,11 +634,11 @@ s_send_hello (drover_worker_t *self)
     msg.hello.credit = self->draining? 0: (uint32_t) credit;
     msg.hello.version_min = DRV_PROTOCOL_VERSION;
     msg.hello.version_max = DRV_PROTOCOL_VERSION;
-    self->welcomed = false;
+    self->link.welcomed = false;
     self->bye_sent = false;
-    self->blocked = false;
-    if (drv_send_msg (self->conn.socket, self->tx, &msg, NULL, 0, ZMQ_DONTWAIT) == 0)
-        self->last_send = drv_now_ms ();
+    self->link.blocked = false;
+    if (drv_send_msg (self->link.conn.socket, self->tx, &msg, NULL, 0, ZMQ_DONTWAIT) == 0)
+        self->link.last_send = drv_now_ms ();
 }
 
 static void
@@ -669,7 +652,7 @@ s_free_result (void *data, void *hint)
 static void
 s_flush_progress (drover_worker_t *self)
 {
-    if (self->blocked)
+    if (self->link.blocked)
         return;
     pthread_mutex_lock (&self->lock);
     size_t n = 0;
@@ -680,10 +663,10 @@ s_flush_progress (drover_worker_t *self)
         return;
     int events = 0;
     size_t events_size = sizeof events;
-    zmq_getsockopt (self->conn.socket, ZMQ_EVENTS, &events, &events_size);
+    zmq_getsockopt (self->link.conn.socket, ZMQ_EVENTS, &events, &events_size);
     if (!(events & ZMQ_POLLOUT)) {
         //  Leave it pending (and coalescing) until the socket can take it
-        self->blocked = true;
+        self->link.blocked = true;
         return;
     }
     drv_codec_reset (self->tx);
@@ -724,7 +707,7 @@ s_flush_progress (drover_worker_t *self)
         msg.count = n - start < self->max_batch? n - start: self->max_batch;
         if (s_send (self, &msg, NULL, 0)) {
             //  Progress is ephemeral: the next report replaces what is lost
-            self->blocked = true;
+            self->link.blocked = true;
             return;
         }
     }
@@ -734,14 +717,14 @@ s_flush_progress (drover_worker_t *self)
 static void
 s_flush_reports (drover_worker_t *self)
 {
-    while (self->report_head && !self->blocked) {
+    while (self->report_head && !self->link.blocked) {
         //  Building frames over result buffers is only worth it when the
         //  message can leave now; else wait for POLLOUT
         int events = 0;
         size_t events_size = sizeof events;
-        zmq_getsockopt (self->conn.socket, ZMQ_EVENTS, &events, &events_size);
+        zmq_getsockopt (self->link.conn.socket, ZMQ_EVENTS, &events, &events_size);
         if (!(events & ZMQ_POLLOUT)) {
-            self->blocked = true;
+            self->link.blocked = true;
             return;
         }
         size_t n = 0;
@@ -792,7 +775,7 @@ s_flush_reports (drover_worker_t *self)
                     job->error = strdup ("result lost: could not send it");
                 }
             }
-            self->blocked = true;
+            self->link.blocked = true;
             return;
         }
         for (size_t i = 0; i < n; i++) {
@@ -812,21 +795,18 @@ s_flush_reports (drover_worker_t *self)
 static void
 s_on_welcome (drover_worker_t *self, drv_msg_t *msg)
 {
-    if (msg->corr != self->hello_corr || self->welcomed)
+    if (msg->corr != self->hello_corr || self->link.welcomed)
         return;
     if (msg->welcome.version != DRV_PROTOCOL_VERSION) {
         drv_log (DRV_LOG_ERROR, s_component, "broker chose protocol version %u", msg->welcome.version);
-        if (!self->ever_welcomed)
+        if (!self->link.ever_welcomed)
             self->connect_result = DROVER_EPROTO;
         return;
     }
-    self->welcomed = true;
-    self->heartbeat_ms = msg->welcome.heartbeat_ms? msg->welcome.heartbeat_ms: DRV_DEFAULT_HEARTBEAT_MS;
+    bool first = drv_link_welcome (&self->link, msg);
     self->max_batch = msg->welcome.max_batch? msg->welcome.max_batch: DRV_DEFAULT_MAX_BATCH;
-    if (!self->ever_welcomed) {
-        self->ever_welcomed = true;
+    if (first) {
         self->connect_result = 0;
-        drv_conn_unmonitor (&self->conn);
         drv_log (DRV_LOG_INFO, s_component, "serving %zu queue(s) from %s with %d thread(s), credit %zu",
                  self->handler_count, self->config.endpoint, self->concurrency, self->capacity);
     }
@@ -842,16 +822,16 @@ s_on_error (drover_worker_t *self, drv_msg_t *msg)
         //  jobs (a broker restart mid-drain) are worth registering again for
         if (self->draining && self->bye_received && self->held_count == 0)
             return;
-        if (self->welcomed) {
+        if (self->link.welcomed) {
             drv_log (DRV_LOG_INFO, s_component, "broker asks us to hello again");
             s_send_hello (self);
         }
         return;
     }
-    if (msg->corr && msg->corr == self->hello_corr && !self->welcomed) {
+    if (msg->corr && msg->corr == self->hello_corr && !self->link.welcomed) {
         drv_log (DRV_LOG_ERROR, s_component, "broker refused hello: %s %s",
                  drv_code_name (msg->error.code), msg->error.message);
-        if (!self->ever_welcomed)
+        if (!self->link.ever_welcomed)
             self->connect_result = drv_code_to_err (msg->error.code);
         else
         if (msg->error.code == DRV_CODE_DENIED)
@@ -863,7 +843,7 @@ s_on_error (drover_worker_t *self, drv_msg_t *msg)
         //  allow-list. Serving is over; the caller hears why
         drv_log (DRV_LOG_ERROR, s_component, "broker revoked our key: %s", msg->error.message);
         self->revoked = DROVER_EDENIED;
-        self->welcomed = false;
+        self->link.welcomed = false;
         return;
     }
     drv_log (DRV_LOG_WARN, s_component, "broker error %s: %s",
@@ -913,32 +893,19 @@ s_take_done (drover_worker_t *self)
 static void
 s_reconnect (drover_worker_t *self, const char *why)
 {
-    drv_log (DRV_LOG_INFO, s_component, "reconnecting to %s: %s", self->config.endpoint, why);
-    drv_conn_close (&self->conn, 0);
-    self->last_recv = drv_now_ms ();
-    if (drv_conn_open (&self->conn, self->ctx, &self->config, &self->keys, false)) {
-        drv_log (DRV_LOG_ERROR, s_component, "cannot open socket: %s", zmq_strerror (errno));
-        return;
-    }
-    s_send_hello (self);
+    if (drv_link_reopen (&self->link, self->ctx, &self->config, &self->keys, s_component, why) == 0)
+        s_send_hello (self);
 }
 
+//  Milliseconds until the next timer: the link's, a job's deadline, or the
+//  end of the wait for the Bye reply.
 static long
 s_next_timeout (drover_worker_t *self, uint64_t now)
 {
-    uint64_t next = UINT64_MAX;
-    uint64_t hb = self->heartbeat_ms;
-    if (!self->ever_welcomed)
-        next = self->connect_deadline;
-    else
-        next = self->last_recv + 3 * hb;
-    if (self->welcomed && self->last_send + hb < next)
-        next = self->last_send + hb;
-    if (self->next_deadline && self->next_deadline < next)
-        next = self->next_deadline;
-    if (self->bye_sent && !self->bye_received && self->bye_deadline < next)
-        next = self->bye_deadline;
-    return next > now? (long) (next - now): 0;
+    uint64_t also = self->next_deadline;
+    if (self->bye_sent && !self->bye_received && (!also || self->bye_deadline < also))
+        also = self->bye_deadline;
+    return drv_link_timeout (&self->link, now, also);
 }
 
 //  Connects and serves; returns as drover_worker_run does.
@@ -947,56 +914,47 @@ s_serve (drover_worker_t *self)
 {
     char why [256] = "";
     self->connect_result = -1;
-    self->heartbeat_ms = DRV_DEFAULT_HEARTBEAT_MS;
     self->max_batch = DRV_DEFAULT_MAX_BATCH;
-    self->connect_deadline = drv_now_ms () + (uint64_t) self->config.timeout_ms;
-    if (drv_conn_open (&self->conn, self->ctx, &self->config, &self->keys, true)) {
-        drv_log (DRV_LOG_ERROR, s_component, "cannot connect to %s: %s",
-                 self->config.endpoint, zmq_strerror (errno));
-        return errno == EINVAL || errno == EPROTONOSUPPORT? DROVER_EINVAL: DROVER_EUNREACHABLE;
+    int err = drv_link_open (&self->link, self->ctx, &self->config, &self->keys, why, sizeof why);
+    if (err) {
+        drv_log (DRV_LOG_ERROR, s_component, "%s", why);
+        return err;
     }
-    self->last_recv = drv_now_ms ();
     s_send_hello (self);
 
     while (true) {
         uint64_t now = drv_now_ms ();
         zmq_pollitem_t items [3] = {
-            {self->conn.socket, 0, ZMQ_POLLIN | (self->blocked? ZMQ_POLLOUT: 0), 0},
+            {self->link.conn.socket, 0, ZMQ_POLLIN | (self->link.blocked? ZMQ_POLLOUT: 0), 0},
             {NULL, self->wake.rfd, ZMQ_POLLIN, 0},
-            {self->conn.monitor, 0, ZMQ_POLLIN, 0}
+            {self->link.conn.monitor, 0, ZMQ_POLLIN, 0}
         };
-        int rc = zmq_poll (items, self->conn.monitor? 3: 2, s_next_timeout (self, now));
+        int rc = zmq_poll (items, self->link.conn.monitor? 3: 2, s_next_timeout (self, now));
         if (rc == -1 && errno != EINTR)
             return DROVER_EINTERNAL;
         now = drv_now_ms ();
-        if (self->conn.monitor) {
-            int err = drv_conn_check (&self->conn, why, sizeof why);
-            if (err) {
-                drv_log (DRV_LOG_ERROR, s_component, "cannot connect to %s: %s", self->config.endpoint, why);
-                return err;
-            }
-            if (self->conn.rehandshaken) {
-                //  Reconnected before the first Welcome: our Hello may
-                //  have gone with the old connection, so say it again
-                self->conn.rehandshaken = false;
-                if (!self->welcomed)
-                    s_send_hello (self);
-            }
+        bool hello_again = false;
+        err = drv_link_check (&self->link, why, sizeof why, &hello_again);
+        if (err) {
+            drv_log (DRV_LOG_ERROR, s_component, "cannot connect to %s: %s", self->config.endpoint, why);
+            return err;
         }
+        if (hello_again)
+            s_send_hello (self);    //  the broker died or restarted before welcoming us
         if (items [0].revents & ZMQ_POLLOUT)
-            self->blocked = false;
+            self->link.blocked = false;
         s_take_done (self);
-        while (self->conn.socket && drv_frames_recv (self->conn.socket, &self->frames,
+        while (self->link.conn.socket && drv_frames_recv (self->link.conn.socket, &self->frames,
                                                      ZMQ_DONTWAIT, DRV_MAX_FRAMES) != -1) {
-            self->last_recv = now;
+            self->link.last_recv = now;
             s_handle (self, now);
         }
         if (self->revoked)
             return self->revoked;
-        if (!self->ever_welcomed) {
+        if (!self->link.ever_welcomed) {
             if (self->connect_result > 0)
                 return self->connect_result;
-            if (now >= self->connect_deadline) {
+            if (now >= self->link.connect_deadline) {
                 drv_log (DRV_LOG_ERROR, s_component, "no answer from %s within %d ms",
                          self->config.endpoint, self->config.timeout_ms);
                 return DROVER_EUNREACHABLE;
@@ -1010,7 +968,7 @@ s_serve (drover_worker_t *self)
             return DROVER_ENOMEM;
         }
         s_check_deadlines (self, now);
-        if (self->welcomed) {
+        if (self->link.welcomed) {
             s_flush_progress (self);
             s_flush_reports (self);
         }
@@ -1020,24 +978,25 @@ s_serve (drover_worker_t *self)
             self->draining = true;
         }
         if (self->draining) {
-            if (self->welcomed && !self->bye_sent) {
+            if (self->link.welcomed && !self->bye_sent) {
                 self->bye_sent = true;
                 self->bye_received = false;
                 self->bye_corr = ++self->corr;
-                self->bye_deadline = now + 3 * (uint64_t) self->heartbeat_ms;
+                self->bye_deadline = now + 3 * (uint64_t) self->link.heartbeat_ms;
                 s_send_simple (self, DRV_CMD_BYE, self->bye_corr);
             }
-            bool quiet = !self->welcomed || self->bye_received || now >= self->bye_deadline;
+            bool quiet = !self->link.welcomed || self->bye_received || now >= self->bye_deadline;
             //  Reports we cannot send (no session) are dropped: the broker
             //  requeues those jobs when it declares us dead
-            bool settled = self->welcomed? self->held_count == 0: self->unfinished == 0;
+            bool settled = self->link.welcomed? self->held_count == 0: self->unfinished == 0;
             if (quiet && settled)
                 return 0;
         }
-        if (self->welcomed && now - self->last_send >= self->heartbeat_ms)
+        if (drv_link_beat_due (&self->link, now))
             s_send_simple (self, DRV_CMD_HEARTBEAT, 0);
-        if (now - self->last_recv >= 3 * (uint64_t) self->heartbeat_ms)
-            s_reconnect (self, self->welcomed? "broker silent for 3 heartbeats": "no welcome");
+        const char *silent = drv_link_silent (&self->link, now);
+        if (silent)
+            s_reconnect (self, silent);
     }
 }
 
@@ -1061,7 +1020,7 @@ drover_worker_run (drover_worker_t *worker)
     drv_frames_init (&self->frames);
     self->running = true;
     self->shutdown = false;
-    self->welcomed = self->ever_welcomed = self->draining = false;
+    self->link.welcomed = self->link.ever_welcomed = self->draining = false;
     self->bye_sent = self->bye_received = false;
     self->revoked = 0;
     self->next_deadline = 0;
@@ -1091,7 +1050,7 @@ drover_worker_run (drover_worker_t *worker)
     }
     self->ready_head = self->ready_tail = NULL;
     self->progress_head = NULL;     //  every job finished, so it is empty
-    drv_conn_close (&self->conn, self->welcomed? DRV_LINGER_MS: 0);
+    drv_conn_close (&self->link.conn, self->link.welcomed? DRV_LINGER_MS: 0);
     if (self->ctx)
         zmq_ctx_term (self->ctx);
     self->ctx = NULL;
