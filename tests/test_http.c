@@ -6,6 +6,7 @@
     every case is deterministic and nothing needs stopping afterwards.
 */
 #include "http.h"
+#include "checks.h"
 #include "prom.h"
 #include "util.h"
 
@@ -22,18 +23,6 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-static int s_failures;
-static int s_checks;
-
-#define CHECK(cond, ...) do {                                       \
-    s_checks++;                                                     \
-    if (!(cond)) {                                                  \
-        s_failures++;                                               \
-        fprintf (stderr, "FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond); \
-        fprintf (stderr, __VA_ARGS__);                              \
-        fprintf (stderr, "\n");                                     \
-    }                                                               \
-} while (0)
 
 #define S_METRICS_BODY "drover_up 1\n"
 #define S_BIG_SIZE (300 * 1024)
@@ -649,6 +638,5 @@ main (void)
 
     http_destroy (&http);
     free (s_big);
-    printf ("%d checks, %d failures\n", s_checks, s_failures);
-    return s_failures? 1: 0;
+    return CHECKS_RESULT ();
 }

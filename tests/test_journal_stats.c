@@ -5,6 +5,7 @@
 */
 #define _GNU_SOURCE                     //  nftw
 #include "journal.h"
+#include "checks.h"
 #include "prom.h"
 #include "util.h"
 
@@ -18,18 +19,6 @@
 #include <time.h>
 #include <unistd.h>
 
-static int s_failures;
-static int s_checks;
-
-#define CHECK(cond, ...) do {                                       \
-    s_checks++;                                                     \
-    if (!(cond)) {                                                  \
-        s_failures++;                                               \
-        fprintf (stderr, "FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond); \
-        fprintf (stderr, __VA_ARGS__);                              \
-        fprintf (stderr, "\n");                                     \
-    }                                                               \
-} while (0)
 
 static int s_sync_calls;                //  fdatasync calls seen
 static bool s_sync_fail;                //  fail every fdatasync while set
@@ -210,6 +199,5 @@ main (void)
             stats.fsync_seconds.sum * 1000);
     journal_close (&journal);
     nftw (dir, s_rm, 16, FTW_DEPTH | FTW_PHYS);
-    printf ("%d checks, %d failures\n", s_checks, s_failures);
-    return s_failures? 1: 0;
+    return CHECKS_RESULT ();
 }

@@ -2,24 +2,13 @@
     exact output for a small page, escaping, cumulative buckets, +Inf.
 */
 #include "prom.h"
+#include "checks.h"
 
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-static int s_failures;
-static int s_checks;
-
-#define CHECK(cond, ...) do {                                       \
-    s_checks++;                                                     \
-    if (!(cond)) {                                                  \
-        s_failures++;                                               \
-        fprintf (stderr, "FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond); \
-        fprintf (stderr, __VA_ARGS__);                              \
-        fprintf (stderr, "\n");                                     \
-    }                                                               \
-} while (0)
 
 static void
 s_expect (prom_t *prom, const char *expected, const char *what)
@@ -279,6 +268,5 @@ main (int argc, char *argv [])
     prom_destroy (&prom);
     CHECK (prom == NULL, "destroy clears the pointer");
     prom_destroy (&prom);
-    printf ("%d checks, %d failures\n", s_checks, s_failures);
-    return s_failures? 1: 0;
+    return CHECKS_RESULT ();
 }
