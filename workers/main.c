@@ -161,10 +161,9 @@ main (int argc, char *argv [])
         //  A child that has run this long got past its first connection
         //  (which gives up after the connect timeout); its siblings'
         //  failures after that are not the configuration's fault.
-        int timeout = options.connect.timeout_ms ? options.connect.timeout_ms : 5000;
         supervisor_config_t config = {
             .processes = args.processes,
-            .settle_ms = (uint32_t) timeout + 2000,
+            .settle_ms = (uint32_t) options.connect.timeout_ms + 2000,
             .program = S_PROGRAM
         };
         status = supervisor_run (&config, s_child, &args);

@@ -446,8 +446,7 @@ s_send_hello (drover_client_t *self)
     msg.hello.version_min = DRV_PROTOCOL_VERSION;
     msg.hello.version_max = DRV_PROTOCOL_VERSION;
     //  If it cannot leave now, the liveness timer opens a fresh socket
-    if (drv_send_msg (self->link.conn.socket, self->tx, &msg, NULL, 0, ZMQ_DONTWAIT) == 0)
-        self->link.last_send = drv_now_ms ();
+    drv_link_send (&self->link, self->tx, &msg, NULL, 0, s_component);
     self->link.welcomed = false;
 }
 

@@ -637,8 +637,7 @@ s_send_hello (drover_worker_t *self)
     self->link.welcomed = false;
     self->bye_sent = false;
     self->link.blocked = false;
-    if (drv_send_msg (self->link.conn.socket, self->tx, &msg, NULL, 0, ZMQ_DONTWAIT) == 0)
-        self->link.last_send = drv_now_ms ();
+    drv_link_send (&self->link, self->tx, &msg, NULL, 0, s_component);
 }
 
 static void

@@ -89,24 +89,31 @@ static char s_allow [128];         //  allow-list directory
 static char s_server_path [128];   //  broker's public certificate
 static zcert_t *s_server;
 
-//  Writes the public certificate of id with the given metadata into the
-//  allow list (role NULL: no role line, i.e. the default).
+//  Saves the public certificate of id with the given metadata (role NULL:
+//  no role line, i.e. the default) beside the allow list, in a dot file
+//  the broker skips; path receives its name.
 static void
-s_allow_write (ident_t *id, const char *role, const char *queues)
+s_allow_save_aside (ident_t *id, const char *role, const char *queues, char *path, size_t size)
 {
+    snprintf (path, size, "%s/.next.cert", s_allow);
     zcert_t *cert = zcert_new_from (zcert_public_key (id->cert), zcert_secret_key (id->cert));
     CHECK (cert);
     if (role)
         zcert_set_meta (cert, "role", "%s", role);
     if (queues)
         zcert_set_meta (cert, "queues", "%s", queues);
-    //  Written aside (the broker skips dot files) and renamed into place,
-    //  so that the broker's periodic check never reads half a file
-    char temp [sizeof id->allowed + 16];
-    snprintf (temp, sizeof temp, "%s/.next.cert", s_allow);
-    CHECK (zcert_save_public (cert, temp) == 0);
-    CHECK (rename (temp, id->allowed) == 0);
+    CHECK (zcert_save_public (cert, path) == 0);
     zcert_destroy (&cert);
+}
+
+//  Gives id these rights in the allow-list: written aside and renamed into
+//  place, so that the broker's periodic check never reads half a file.
+static void
+s_allow_write (ident_t *id, const char *role, const char *queues)
+{
+    char temp [sizeof s_allow + 16];
+    s_allow_save_aside (id, role, queues, temp, sizeof temp);
+    CHECK (rename (temp, id->allowed) == 0);
 }
 
 //  Rewrites id's allow-list file in place with new rights of the same
@@ -117,14 +124,8 @@ s_allow_rewrite_unseen (ident_t *id, const char *role, const char *queues)
 {
     struct stat before;
     CHECK (stat (id->allowed, &before) == 0);
-    char temp [sizeof id->allowed + 16];
-    snprintf (temp, sizeof temp, "%s/.next.cert", s_allow);
-    zcert_t *cert = zcert_new_from (zcert_public_key (id->cert), zcert_secret_key (id->cert));
-    CHECK (cert);
-    zcert_set_meta (cert, "role", "%s", role);
-    zcert_set_meta (cert, "queues", "%s", queues);
-    CHECK (zcert_save_public (cert, temp) == 0);
-    zcert_destroy (&cert);
+    char temp [sizeof s_allow + 16];
+    s_allow_save_aside (id, role, queues, temp, sizeof temp);
     char data [4096];
     FILE *file = fopen (temp, "rb");
     CHECK (file);
